@@ -1,0 +1,165 @@
+"""Factorized entropy model (Ballé et al., 2018) and its bitstream through constriction.
+
+The density of each latent channel is a learned monotone cumulative function. For coding,
+its probability mass over the quantization bins is tabulated once per quantization step at
+export time; the tables ship with the weights, so encoder and decoder share bit-identical
+models on any machine and thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TAIL_MASS = 1e-7
+"""Probability left outside a channel's table on each side; such values are escaped."""
+ESCAPE_LIMIT = 2**20
+"""Largest magnitude of an escaped symbol, relative to the channel's first table entry."""
+_ESCAPE_MODEL = constriction.stream.model.QuantizedLaplace(-ESCAPE_LIMIT, ESCAPE_LIMIT, 0.0, 64.0)
+
+
+class FactorizedDensity(nn.Module):
+    """One learned univariate density per channel, parametrized by its cumulative logit."""
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        self.channels = channels
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+    def cdf_logits(self, values: torch.Tensor) -> torch.Tensor:
+        """Cumulative logits of ``values`` shaped (C, 1, N), one row of points per channel."""
+        x = values
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+            x = torch.matmul(F.softplus(matrix), x) + bias
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def bin_likelihood(self, values: torch.Tensor, step: float) -> torch.Tensor:
+        """Probability mass of the bins of width ``step`` centred on ``values`` (C, 1, N)."""
+        lower = self.cdf_logits(values - step / 2)
+        upper = self.cdf_logits(values + step / 2)
+        sign = -torch.sign(lower + upper).detach()
+        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+
+    @torch.no_grad()
+    def quantile(self, probability: float) -> torch.Tensor:
+        """Per-channel point (float64) where the cumulative distribution equals ``probability``."""
+        density = copy.deepcopy(self).double()
+        target = math.log(probability / (1 - probability))
+        low = torch.full((self.channels, 1, 1), -1e4, dtype=torch.float64)
+        high = torch.full((self.channels, 1, 1), 1e4, dtype=torch.float64)
+        for _ in range(80):
+            mid = (low + high) / 2
+            below = density.cdf_logits(mid) < target
+            low = torch.where(below, mid, low)
+            high = torch.where(below, high, mid)
+        return ((low + high) / 2).view(-1)
+
+
+def channels_first(y: torch.Tensor) -> torch.Tensor:
+    """(B, C, *spatial) → (C, 1, B·prod(spatial)), the layout the density works on."""
+    return y.transpose(0, 1).reshape(y.shape[1], 1, -1)
+
+
+@dataclass(frozen=True)
+class ChannelTable:
+    """Coding table of one channel at one quantization step: symbols ``offset + i``."""
+
+    offset: int
+    probabilities: np.ndarray  # float64; the last entry is the escape symbol
+
+
+class EntropyBottleneck(nn.Module):
+    """Quantizes latents around per-channel medians and models their rate."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.density = FactorizedDensity(channels)
+        self.register_buffer("medians", torch.zeros(channels))
+
+    def update_medians(self) -> None:
+        """Recompute the per-channel medians from the learned density."""
+        self.medians.copy_(self.density.quantile(0.5).to(self.medians))
+
+    def _centre(self, y: torch.Tensor) -> torch.Tensor:
+        return self.medians.view(1, -1, *([1] * (y.dim() - 2)))
+
+    def quantize(self, y: torch.Tensor, step: float) -> torch.Tensor:
+        """Integer symbols of ``y`` at quantization ``step``."""
+        return torch.round((y - self._centre(y)) / step)
+
+    def dequantize(self, symbols: torch.Tensor, step: float) -> torch.Tensor:
+        """Latent values of integer ``symbols``."""
+        return symbols * step + self._centre(symbols)
+
+    def forward(self, y: torch.Tensor, step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: (straight-through quantized latents, likelihoods of noisy latents)."""
+        centre = self._centre(y)
+        noisy = y + (torch.rand_like(y) - 0.5) * step
+        likelihood = self.density.bin_likelihood(channels_first(noisy - centre), step)
+        rounded = y + (torch.round((y - centre) / step) * step + centre - y).detach()
+        return rounded, likelihood.clamp_min(1e-9)
+
+    @torch.no_grad()
+    def coding_tables(self, step: float) -> list[ChannelTable]:
+        """Probability tables of every channel for quantization ``step`` (float64)."""
+        median = self.medians.double()
+        low = torch.floor((self.density.quantile(TAIL_MASS) - median) / step)
+        high = torch.ceil((self.density.quantile(1 - TAIL_MASS) - median) / step)
+        density = copy.deepcopy(self.density).double()
+        tables = []
+        for c in range(self.density.channels):
+            symbols = torch.arange(int(low[c]), int(high[c]) + 1, dtype=torch.float64)
+            rows = median.view(-1, 1, 1) + symbols.view(1, 1, -1) * step
+            mass = density.bin_likelihood(rows, step)[c, 0].numpy()
+            escape = max(1.0 - mass.sum(), 2 * TAIL_MASS)
+            tables.append(ChannelTable(int(low[c]), np.append(mass, escape)))
+        return tables
+
+
+def encode_symbols(symbols: np.ndarray, tables: list[ChannelTable]) -> bytes:
+    """Entropy-code integer ``symbols`` shaped (C, N) with one table per channel."""
+    coder = constriction.stream.stack.AnsCoder()
+    for c in reversed(range(symbols.shape[0])):
+        table = tables[c]
+        escape = len(table.probabilities) - 1
+        index = symbols[c].astype(np.int64) - table.offset
+        outside = (index < 0) | (index >= escape)
+        raw = np.clip(index[outside], -ESCAPE_LIMIT, ESCAPE_LIMIT).astype(np.int32)
+        coder.encode_reverse(raw, _ESCAPE_MODEL)
+        coded = np.where(outside, escape, index).astype(np.int32)
+        coder.encode_reverse(coded, constriction.stream.model.Categorical(table.probabilities, perfect=False))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(data: bytes, tables: list[ChannelTable], count: int) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`: (C, count) int32 symbols from ``data``."""
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    coder = constriction.stream.stack.AnsCoder(words)
+    symbols = np.empty((len(tables), count), dtype=np.int32)
+    for c, table in enumerate(tables):
+        escape = len(table.probabilities) - 1
+        model = constriction.stream.model.Categorical(table.probabilities, perfect=False)
+        index = coder.decode(model, count).astype(np.int64)
+        outside = index == escape
+        index[outside] = coder.decode(_ESCAPE_MODEL, int(outside.sum()))
+        symbols[c] = index + table.offset
+    return symbols

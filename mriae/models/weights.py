@@ -1,0 +1,97 @@
+"""Shipped codec weights: network parameters plus the entropy coder's tables per quality.
+
+A weights file is a plain ``torch.save`` dict of tensors, numbers and strings, loaded with
+``weights_only=True``. Its SHA-256 identifies it in every ``.mriae`` file it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
+from mriae.models.entropy import ChannelTable
+
+WEIGHTS_FORMAT = 1
+DEFAULT_WEIGHTS = "default"
+QUALITY_STEPS = (2.4, 1.8, 1.35, 1.0, 0.75, 0.56, 0.42, 0.32)
+"""Latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity)."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A loaded model with its coding tables, ready to compress and decompress."""
+
+    name: str
+    sha256: str
+    model: Autoencoder
+    steps: tuple[float, ...]
+    tables: tuple[tuple[ChannelTable, ...], ...]
+
+    @property
+    def qualities(self) -> range:
+        return range(1, len(self.steps) + 1)
+
+    def step(self, quality: int) -> float:
+        if quality not in self.qualities:
+            raise ValueError(f"quality must be between 1 and {len(self.steps)}, got {quality}")
+        return self.steps[quality - 1]
+
+
+def export(model: Autoencoder, path: Path, steps: tuple[float, ...] = QUALITY_STEPS) -> None:
+    """Write ``model`` with its medians refreshed and its tables for every quality step."""
+    bottleneck = model.entropy_bottleneck
+    bottleneck.update_medians()
+    tables = []
+    for step in steps:
+        channel_tables = bottleneck.coding_tables(step)
+        tables.append(
+            {
+                "offsets": torch.tensor([t.offset for t in channel_tables], dtype=torch.int64),
+                "probabilities": [torch.from_numpy(t.probabilities) for t in channel_tables],
+            }
+        )
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "steps": list(steps),
+        "tables": tables,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    Path(path).write_bytes(buffer.getvalue())
+
+
+def weights_path(name: str) -> Path:
+    """Path of the installed weights called ``name`` (package data)."""
+    return Path(str(resources.files("mriae.weights") / f"{name}.pt"))
+
+
+@lru_cache(maxsize=4)
+def load_codec(name: str = DEFAULT_WEIGHTS) -> Codec:
+    """Load installed weights by name; raises FileNotFoundError if they are not installed."""
+    path = weights_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights '{name}' are not installed (looked for {path})")
+    data = path.read_bytes()
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if payload.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"weights '{name}' have format {payload.get('format')}, expected {WEIGHTS_FORMAT}")
+    model = Autoencoder(AutoencoderConfig(**payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    tables = tuple(
+        tuple(
+            ChannelTable(int(offset), probabilities.numpy())
+            for offset, probabilities in zip(level["offsets"], level["probabilities"])
+        )
+        for level in payload["tables"]
+    )
+    return Codec(name, hashlib.sha256(data).hexdigest(), model, tuple(payload["steps"]), tables)

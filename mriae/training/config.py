@@ -1,0 +1,50 @@
+"""Training configuration, read from YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; paths are relative to the config file."""
+
+    seed: int = 0
+    total_steps: int = 100_000
+    batch_size: int = 4
+    crop: int = 64
+    rd_lambda: float = 1000.0
+    min_step: float = 0.6
+    max_step: float = 1.6
+    learning_rate: float = 2e-4
+    thin_fraction: float = 0.35
+    refresh_every: int = 40
+    checkpoint_every: int = 200
+    threads: int = 2
+    hidden_channels: int = 48
+    latent_channels: int = 192
+    levels: int = 4
+    checkpoint: str = "checkpoint.pt"
+    log: str = "train_log.csv"
+    export: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        """Parse ``path`` (.yaml/.yml/.json), resolving relative paths against its folder."""
+        text = Path(path).read_text()
+        raw = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw or {}) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+        config = cls(**(raw or {}))
+        base = Path(path).parent
+        resolved = {
+            key: str(base / value) if value else value
+            for key, value in (("checkpoint", config.checkpoint), ("log", config.log), ("export", config.export))
+        }
+        return cls(**{**asdict(config), **resolved})

@@ -1,0 +1,134 @@
+"""Rate–distortion training loop: seeded, resumable from one checkpoint, logged to CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
+from mriae.models.weights import export
+from mriae.training.config import TrainConfig
+from mriae.training.synthetic import SyntheticVolumes
+from mriae.transforms.grid import plan_grid
+
+
+class BatchSampler:
+    """Crops batches from a pool volume that is redrawn every ``refresh_every`` batches.
+
+    Most batches are cubes; ``thin_fraction`` of them have one or two short axes (down to a
+    single slice) so the shallower stride schedules of thin volumes are trained too.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.rng = np.random.default_rng(config.seed + 1000)
+        self.volumes = SyntheticVolumes(config.seed)
+        self.volume = self.volumes()
+        self.drawn = 0
+
+    def crop_shape(self) -> tuple[int, int, int]:
+        size = self.config.crop
+        if self.rng.random() >= self.config.thin_fraction:
+            return (size, size, size)
+        shape = [size, size, size]
+        for axis in self.rng.choice(3, size=int(self.rng.integers(1, 3)), replace=False):
+            shape[axis] = int(self.rng.integers(1, size))
+        return tuple(shape)  # type: ignore[return-value]
+
+    def crop(self, shape: tuple[int, int, int]) -> torch.Tensor:
+        volume = self.volume[0]
+        foreground = volume > 0.05
+        if self.rng.random() < 0.85 and foreground.any():
+            points = foreground.nonzero()
+            centre = points[int(self.rng.integers(len(points)))].tolist()
+        else:
+            centre = [int(self.rng.integers(n)) for n in volume.shape]
+        start = [min(max(c - s // 2, 0), n - s) for c, s, n in zip(centre, shape, volume.shape)]
+        return volume[start[0] : start[0] + shape[0], start[1] : start[1] + shape[1], start[2] : start[2] + shape[2]]
+
+    def __call__(self, levels: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+        """(padded batch (B,1,D,H,W), mask of real voxels, levels per axis)."""
+        if self.drawn and self.drawn % self.config.refresh_every == 0:
+            self.volume = self.volumes()
+        self.drawn += 1
+        shape = self.crop_shape()
+        strides, padded = plan_grid(shape, levels)
+        batch = torch.stack([self.crop(shape) for _ in range(self.config.batch_size)])[:, None]
+        pad = [p for n, q in zip(reversed(shape), reversed(padded)) for p in (0, q - n)]
+        mask = F.pad(torch.ones_like(batch), pad)
+        return F.pad(batch, pad, mode="replicate"), mask, strides  # type: ignore[return-value]
+
+
+def rd_loss(x, x_hat, mask, likelihood, rd_lambda):
+    """(loss, bits per real voxel, masked MSE)."""
+    voxels = mask.sum()
+    bpv = -torch.log2(likelihood).sum() / voxels
+    mse = (((x_hat - x) * mask) ** 2).sum() / voxels
+    return bpv + rd_lambda * mse, bpv, mse
+
+
+def train(config: TrainConfig, report: Callable[[str], None] = print, max_seconds: float | None = None) -> Path:
+    """Run (or resume) training until ``config.total_steps``; returns the checkpoint path."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    torch.set_flush_denormal(True)
+    model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    checkpoint = Path(config.checkpoint)
+    step = 0
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate
+        report(f"resumed from {checkpoint} at step {step}")
+    sampler = BatchSampler(TrainConfig(**{**config.__dict__, "seed": config.seed + step}))
+    rng = np.random.default_rng(config.seed + step)
+    log_path = Path(config.log)
+    new_log = not log_path.is_file()
+    started = time.monotonic()
+    with log_path.open("a", newline="") as log_file:
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(["step", "loss", "bpv", "psnr", "quant_step", "seconds"])
+        while step < config.total_steps:
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                break
+            x, mask, strides = sampler(config.levels)
+            quant_step = float(math.exp(rng.uniform(math.log(config.min_step), math.log(config.max_step))))
+            x_hat, likelihood = model(x, strides, quant_step)
+            loss, bpv, mse = rd_loss(x, x_hat, mask, likelihood, config.rd_lambda)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            psnr = -10 * math.log10(max(mse.item(), 1e-12))
+            log.writerow([step, f"{loss.item():.5f}", f"{bpv.item():.4f}", f"{psnr:.2f}", f"{quant_step:.3f}",
+                          f"{time.monotonic() - started:.1f}"])
+            if step % config.checkpoint_every == 0 or step == config.total_steps:
+                save_checkpoint(model, optimizer, step, checkpoint)
+                log_file.flush()
+                report(f"step {step}: loss {loss.item():.4f} bpv {bpv.item():.3f} psnr {psnr:.2f}")
+    save_checkpoint(model, optimizer, step, checkpoint)
+    if config.export:
+        export(model, Path(config.export))
+        report(f"exported weights to {config.export}")
+    return checkpoint
+
+
+def save_checkpoint(model: Autoencoder, optimizer: torch.optim.Optimizer, step: int, path: Path) -> None:
+    """Overwrite ``path`` atomically with weights, optimizer state and step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, temporary)
+    temporary.replace(path)
