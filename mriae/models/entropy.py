@@ -84,7 +84,7 @@ class ChannelTable:
     """Coding table of one channel at one quantization step: symbols ``offset + i``."""
 
     offset: int
-    probabilities: np.ndarray  # float64; the last entry is the escape symbol
+    probabilities: np.ndarray  # float32; the last entry is the escape symbol
 
 
 class EntropyBottleneck(nn.Module):
@@ -120,18 +120,19 @@ class EntropyBottleneck(nn.Module):
 
     @torch.no_grad()
     def coding_tables(self, step: float) -> list[ChannelTable]:
-        """Probability tables of every channel for quantization ``step`` (float64)."""
+        """Probability tables of every channel for quantization ``step``."""
         median = self.medians.double()
         low = torch.floor((self.density.quantile(TAIL_MASS) - median) / step)
         high = torch.ceil((self.density.quantile(1 - TAIL_MASS) - median) / step)
         density = copy.deepcopy(self.density).double()
+        first, last = int(low.min()), int(high.max())
+        symbols = torch.arange(first, last + 1, dtype=torch.float64)
+        mass = density.bin_likelihood(median.view(-1, 1, 1) + symbols.view(1, 1, -1) * step, step)[:, 0].numpy()
         tables = []
         for c in range(self.density.channels):
-            symbols = torch.arange(int(low[c]), int(high[c]) + 1, dtype=torch.float64)
-            rows = median.view(-1, 1, 1) + symbols.view(1, 1, -1) * step
-            mass = density.bin_likelihood(rows, step)[c, 0].numpy()
-            escape = max(1.0 - mass.sum(), 2 * TAIL_MASS)
-            tables.append(ChannelTable(int(low[c]), np.append(mass, escape)))
+            row = mass[c, int(low[c]) - first : int(high[c]) - first + 1]
+            escape = max(1.0 - row.sum(), 2 * TAIL_MASS)
+            tables.append(ChannelTable(int(low[c]), np.append(row, escape).astype(np.float32)))
         return tables
 
 

@@ -132,3 +132,13 @@ def save_checkpoint(model: Autoencoder, optimizer: torch.optim.Optimizer, step: 
     temporary = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, temporary)
     temporary.replace(path)
+
+
+def export_checkpoint(config: TrainConfig, output: Path | None = None) -> Path:
+    """Export the checkpoint of ``config`` as shipped weights (to ``config.export`` by default)."""
+    target = Path(output or config.export)
+    state = torch.load(config.checkpoint, map_location="cpu", weights_only=True)
+    model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
+    model.load_state_dict(state["model"])
+    export(model, target)
+    return target

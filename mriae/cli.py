@@ -1,0 +1,216 @@
+"""Command line: ``mriae compress | decompress | info | train``.
+
+A thin face over :mod:`mriae.api`: bad input gives one line on stderr and a non-zero exit
+code (a traceback only with ``--debug``); outputs are written atomically and never
+overwritten without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress as ProgressBar
+
+from mriae import api
+from mriae.codec import DEFAULT_QUALITY, CodecError
+from mriae.container import ContainerError, unpack
+from mriae.io import ImageError
+from mriae.io.image import output_suffix
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
+console = Console(stderr=True)
+MRIAE_SUFFIX = ".mriae"
+EXPECTED_ERRORS = (ImageError, ContainerError, CodecError, FileExistsError, OSError, ValueError, KeyError)
+
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
+
+
+class UsageError(ValueError):
+    """A problem with the command line itself (exit code 2)."""
+
+
+@contextmanager
+def reported_errors(path: Path, debug: bool) -> Iterator[None]:
+    """Turn expected failures into one line on stderr and exit code 1 (2 for usage errors)."""
+    try:
+        yield
+    except EXPECTED_ERRORS as error:
+        if debug:
+            raise
+        message = str(error)
+        if not isinstance(error, (FileExistsError, UsageError)) and str(path) not in message:
+            message = f"{path}: {message}"
+        console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(error, UsageError) else 1) from None
+
+
+def check_output(source: Path, target: Path, force: bool) -> None:
+    """Refuse to overwrite the input, or an existing file without ``--force``."""
+    if target.resolve() == source.resolve():
+        raise UsageError(f"output {target} would overwrite the input")
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} already exists (use --force to overwrite)")
+
+
+def strip_suffix(path: Path) -> str:
+    """File name without its image or .mriae suffix."""
+    suffix = output_suffix(path) or path.suffix
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
+@contextmanager
+def volume_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback that shows a bar only when a file holds several volumes."""
+    bar: ProgressBar | None = None
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar, task
+        if total < 2:
+            return
+        if bar is None:
+            bar = ProgressBar(console=console, transient=True)
+            bar.start()
+            task = bar.add_task(label, total=total)
+        bar.update(task, completed=done)
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count} B"
+
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not all(v > 0 and math.isfinite(v) for v in values):
+        raise UsageError(f"--spacing must be one or three positive numbers in mm (got '{text}')")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def compress(
+    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
+    output: Output = None,
+    quality: Annotated[int, typer.Option("--quality", "-q", help="1 (smallest) … 8 (best).")] = DEFAULT_QUALITY,
+    spacing: Annotated[Optional[str], typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
+    force: Force = False,
+    debug: Debug = False,
+) -> None:
+    """Compress an MRI volume to .mriae."""
+    with reported_errors(input, debug):
+        target = output or input.with_name(strip_suffix(input) + MRIAE_SUFFIX)
+        check_output(input, target, force)
+        with volume_progress("compressing") as progress:
+            data, stats = api.compress(input, target, quality=quality, spacing=parse_spacing(spacing), progress=progress)
+        fidelity = "lossless" if math.isinf(stats.psnr) else f"PSNR {stats.psnr:.2f} dB"
+        typer.echo(
+            f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
+            f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {fidelity}"
+        )
+
+
+@app.command()
+def decompress(
+    input: Annotated[Path, typer.Argument(help=".mriae file.")],
+    output: Output = None,
+    force: Force = False,
+    debug: Debug = False,
+) -> None:
+    """Restore an .mriae file to its original format, grid, dtype and header."""
+    with reported_errors(input, debug):
+        data = input.read_bytes()
+        header = unpack(data).header
+        target = output or input.with_name(strip_suffix(input) + header["image"]["suffix"])
+        check_output(input, target, force)
+        with volume_progress("decompressing") as progress:
+            image = api.decompress(data, target, progress=progress)
+        typer.echo(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
+
+
+@app.command()
+def info(
+    input: Annotated[Path, typer.Argument(help=".mriae file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Describe an .mriae file without decoding it."""
+    with reported_errors(input, debug):
+        parsed = unpack(input.read_bytes())
+        header = parsed.header
+        image = header["image"]
+        voxels = math.prod(image["shape"])
+        size = input.stat().st_size
+        summary = {
+            "file": str(input),
+            "bytes": size,
+            "shape": image["shape"],
+            "dtype": image["dtype"],
+            "format": image["suffix"],
+            "spacing": [round(math.hypot(*image["affine"][i:12:4]), 6) for i in range(3)],
+            "volumes": len(parsed.chunks),
+            "quality": header["quality"],
+            "bits_per_voxel": size * 8 / voxels,
+            "psnr": header["psnr"],
+            "model": header["model"],
+            "grid": header["grid"],
+        }
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        grid = summary.pop("grid")
+        summary["grid"] = f"{grid['shape']} → coded {grid['coding_shape']} → padded {grid['padded_shape']}"
+        summary["model"] = f"{header['model']['name']} (sha256 {header['model']['sha256'][:16]}…)"
+        for key, value in summary.items():
+            typer.echo(f"{key:>15}: {value}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML or JSON).")],
+    export_only: Annotated[bool, typer.Option("--export-only", help="Only export the checkpoint as weights.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train (or resume training) the codec; export weights at the end."""
+    from mriae.training.config import TrainConfig
+    from mriae.training.train import export_checkpoint
+    from mriae.training.train import train as run_training
+
+    with reported_errors(config, debug):
+        settings = TrainConfig.load(config)
+        if export_only:
+            typer.echo(f"exported {export_checkpoint(settings)}")
+        else:
+            run_training(settings, report=typer.echo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

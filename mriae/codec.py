@@ -1,0 +1,171 @@
+"""The one compression pipeline: image → scale → grid → network + entropy coder → container.
+
+Everything that compresses or decompresses (CLI, Python API, MONAI transforms, bundle,
+batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mriae import container
+from mriae.io import Image
+from mriae.models.entropy import decode_symbols, encode_symbols
+from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
+from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
+from mriae.transforms.intensity import IntensityRange
+
+DEFAULT_QUALITY = 5
+Progress = Callable[[int, int], None]
+"""Called with (volumes done, volumes in all) after each 3D volume."""
+
+
+class CodecError(ValueError):
+    """A container this installation cannot decode (missing or mismatched weights, bad header)."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a compression achieved."""
+
+    original_bytes: int
+    compressed_bytes: int
+    voxels: int
+    psnr: float  # dB, peak = max − min of the original; inf if lossless
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / self.compressed_bytes
+
+    @property
+    def bits_per_voxel(self) -> float:
+        return self.compressed_bytes * 8 / self.voxels
+
+
+def volumes_of(array: np.ndarray) -> np.ndarray:
+    """View an (X, Y, Z, ...) array as (X, Y, Z, N): the series of 3D volumes it holds.
+
+    1D and 2D arrays are one volume with unit trailing axes.
+    """
+    spatial = (tuple(array.shape) + (1, 1, 1))[:3]
+    return array.reshape(spatial + (-1,), order="F")
+
+
+def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    """PSNR in dB with peak = max − min of ``original`` over all voxels."""
+    original = np.asarray(original, dtype=np.float64)
+    mse = float(np.mean((original - np.asarray(reconstruction, dtype=np.float64)) ** 2))
+    peak = float(original.max() - original.min())
+    if mse == 0:
+        return float("inf")
+    return 10 * np.log10(peak**2 / mse) if peak > 0 else float("-inf")
+
+
+@torch.no_grad()
+def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, step: float) -> tuple[bytes, np.ndarray]:
+    """(chunk, reconstruction in [0, 1]) of one scaled 3D volume."""
+    model = codec.model
+    latents = model.encode(to_network_grid(volume, grid), grid.levels)
+    symbols = model.entropy_bottleneck.quantize(latents, step)
+    chunk = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy().astype(np.int32), codec.tables_for(step))
+    reconstruction = model.decode(model.entropy_bottleneck.dequantize(symbols, step), grid.levels)
+    return chunk, from_network_grid(reconstruction, grid)
+
+
+def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
+    """Spatial shape of the latents of a volume on ``grid``."""
+    return tuple(n >> k for n, k in zip(grid.padded_shape, grid.levels))  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, step: float) -> np.ndarray:
+    """Reconstruction in [0, 1] of one 3D volume from its chunk."""
+    model = codec.model
+    shape = latent_shape(grid)
+    channels = model.config.latent_channels
+    symbols = decode_symbols(chunk, codec.tables_for(step), int(np.prod(shape)))
+    latents = torch.from_numpy(symbols.astype(np.float32)).reshape(1, channels, *shape)
+    reconstruction = model.decode(model.entropy_bottleneck.dequantize(latents, step), grid.levels)
+    return from_network_grid(reconstruction, grid)
+
+
+def compress_image(
+    image: Image,
+    quality: int = DEFAULT_QUALITY,
+    spacing: tuple[float, float, float] | None = None,
+    weights: str = DEFAULT_WEIGHTS,
+    original_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[bytes, Stats]:
+    """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`."""
+    codec = load_codec(weights)
+    step = codec.step(quality)
+    volumes = volumes_of(image.array)
+    grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
+    chunks, ranges = [], []
+    reconstruction = np.empty(volumes.shape, dtype=image.array.dtype)
+    for index in range(volumes.shape[3]):
+        volume = volumes[..., index]
+        intensity = IntensityRange.of(volume)
+        ranges.append({"low": intensity.low, "high": intensity.high})
+        if intensity.constant:
+            chunk, scaled = b"", np.zeros(volume.shape, dtype=np.float32)
+        else:
+            chunk, scaled = encode_volume(codec, intensity.scale(volume), grid, step)
+        chunks.append(chunk)
+        reconstruction[..., index] = intensity.unscale(scaled, image.array.dtype)
+        if progress:
+            progress(index + 1, volumes.shape[3])
+    quality_db = psnr(volumes, reconstruction)
+    header = {
+        "image": {"suffix": image.suffix, "affine": image.affine.ravel().tolist(), "dtype": image.array.dtype.str,
+                  "shape": list(image.array.shape), "source": image.source},
+        "volumes": ranges,
+        "grid": grid.to_dict(),
+        "model": {"name": codec.name, "sha256": codec.sha256},
+        "quality": quality,
+        "step": step,
+        "psnr": quality_db if np.isfinite(quality_db) else None,
+    }
+    data = container.pack(header, chunks)
+    raw_size = original_bytes if original_bytes is not None else image.array.nbytes
+    return data, Stats(raw_size, len(data), int(image.array.size), quality_db)
+
+
+def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
+    """Decode .mriae bytes back to an :class:`Image` on the original grid, dtype and header."""
+    parsed = container.unpack(data)
+    header = parsed.header
+    try:
+        model_record, image_record = header["model"], header["image"]
+        grid = GridPlan.from_dict(header["grid"])
+        ranges = [IntensityRange(r["low"], r["high"]) for r in header["volumes"]]
+        step = float(header["step"])
+        dtype = np.dtype(image_record["dtype"])
+        shape = tuple(image_record["shape"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CodecError(f"header is incomplete or malformed ({error})") from error
+    if len(ranges) != len(parsed.chunks):
+        raise CodecError(f"header lists {len(ranges)} volumes but the file holds {len(parsed.chunks)} chunks")
+    try:
+        codec = load_codec(model_record["name"])
+    except FileNotFoundError as error:
+        raise CodecError(f"made with weights '{model_record['name']}', which are not installed") from error
+    if codec.sha256 != model_record["sha256"]:
+        raise CodecError(
+            f"made with weights '{model_record['name']}' sha256 {model_record['sha256'][:12]}…, "
+            f"but the installed ones are {codec.sha256[:12]}…"
+        )
+    array = np.empty(grid.shape + (len(ranges),), dtype=dtype)
+    for index, (intensity, chunk) in enumerate(zip(ranges, parsed.chunks)):
+        scaled = np.zeros(grid.shape, np.float32) if intensity.constant else decode_volume(codec, chunk, grid, step)
+        array[..., index] = intensity.unscale(scaled, dtype)
+        if progress:
+            progress(index + 1, len(ranges))
+    array = array.reshape(shape, order="F")
+    affine = np.asarray(image_record["affine"], dtype=np.float64).reshape(4, 4)
+    return Image(array, affine, image_record["suffix"], image_record["source"])

@@ -1,0 +1,180 @@
+"""Read and write medical images, keeping their original header.
+
+NIfTI-1/NIfTI-2 single files (.nii, .nii.gz) are read with nibabel; the original header
+bytes (with extensions) are kept verbatim and written back in front of the reconstructed
+voxels, so qform/sform, pixdim, units, intent, scl_slope/inter, descrip and extensions come
+back unchanged. NRRD and MetaImage (.nrrd, .nhdr, .mha, .mhd) go through SimpleITK, whose
+geometry and metadata dictionary are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from mriae.io.atomic import staging_folder
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+
+class ImageError(ValueError):
+    """A file that cannot be read or written as an image; the message names file and problem."""
+
+
+@dataclass
+class Image:
+    """Voxels as stored on disk (raw dtype, NIfTI axis order) and how to write them back.
+
+    ``array`` has the spatial axes first (x, y, z), then any further axes (time, ...).
+    ``source`` is the JSON-able record of the original header the writer needs.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    suffix: str = ".nii.gz"
+    source: dict = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size of the first three axes, from the affine."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def output_suffix(path: Path) -> str:
+    """The recognised image suffix of ``path`` ('' if none)."""
+    name = path.name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), "")
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Read an image file; raises ImageError with a one-line reason on any failure."""
+    path = Path(path)
+    suffix = output_suffix(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if not suffix:
+        raise ImageError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+    try:
+        image = _read_nifti(path, suffix) if suffix in NIFTI_SUFFIXES else _read_itk(path, suffix)
+    except ImageError:
+        raise
+    except Exception as error:  # nibabel/SimpleITK raise many types for damaged files
+        raise ImageError(f"{path}: cannot read image ({_one_line(error)})") from error
+    if image.array.size == 0:
+        raise ImageError(f"{path}: image has no voxels (shape {image.array.shape})")
+    if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
+        raise ImageError(f"{path}: image contains NaN or infinite voxels")
+    if image.array.dtype.kind not in "iuf":
+        raise ImageError(f"{path}: unsupported voxel type {image.array.dtype}")
+    return image
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _read_nifti(path: Path, suffix: str) -> Image:
+    loaded = nib.load(path)
+    if not isinstance(loaded, (nib.Nifti1Image, nib.Nifti2Image)) or loaded.header["magic"] not in (b"n+1", b"n+2"):
+        raise ImageError(f"{path}: not a single-file NIfTI-1/NIfTI-2 image")
+    proxy = loaded.dataobj
+    offset = int(proxy.offset)
+    with nib.openers.ImageOpener(path) as stream:
+        header_bytes = stream.read(offset)
+    array = np.asarray(proxy.get_unscaled())
+    source = {
+        "kind": "nifti",
+        "header": base64.b64encode(header_bytes).decode("ascii"),
+        "shape": list(loaded.shape),
+        "dtype": proxy.dtype.str,
+    }
+    return Image(array, np.asarray(loaded.affine, dtype=np.float64), suffix, source)
+
+
+def _itk_affine(image: sitk.Image) -> np.ndarray:
+    """RAS affine of an ITK (LPS) image whose array is indexed (x, y, z)."""
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=np.float64)
+    affine[:3, 3] = image.GetOrigin()
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+def _read_itk(path: Path, suffix: str) -> Image:
+    image = sitk.ReadImage(str(path))
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageError(f"{path}: multi-component (vector/RGB) images are not supported")
+    if image.GetDimension() != 3:
+        raise ImageError(f"{path}: only 3D NRRD/MetaImage files are supported (got {image.GetDimension()}D)")
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    source = {
+        "kind": "itk",
+        "origin": list(image.GetOrigin()),
+        "spacing": list(image.GetSpacing()),
+        "direction": list(image.GetDirection()),
+        "metadata": {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()},
+        "dtype": array.dtype.str,
+        "shape": list(array.shape),
+    }
+    return Image(array, _itk_affine(image), suffix, source)
+
+
+def write_image(image: Image, path: str | os.PathLike) -> None:
+    """Write ``image`` in its original format atomically (temporary file, then rename)."""
+    path = Path(path)
+    with staging_folder(path) as scratch:
+        staged = scratch / path.name
+        if image.source.get("kind") == "itk":
+            _write_itk(image, staged)
+        else:
+            _write_nifti(image, staged)
+
+
+def _write_nifti(image: Image, path: Path) -> None:
+    source = image.source or _fresh_nifti_source(image)
+    header = base64.b64decode(source["header"])
+    voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
+    payload = header + voxels.tobytes(order="F")
+    if path.name.lower().endswith(".gz"):
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
+            stream.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def _fresh_nifti_source(image: Image) -> dict:
+    """Header record for an array that came without a file (Python API)."""
+    array = np.asarray(image.array)
+    nifti = nib.Nifti1Image(array, image.affine)
+    nifti.header.set_data_dtype(array.dtype)
+    header = nifti.header.copy()
+    header["vox_offset"] = 352
+    header_bytes = header.binaryblock + b"\x00" * 4
+    return {
+        "kind": "nifti",
+        "header": base64.b64encode(header_bytes).decode("ascii"),
+        "shape": list(array.shape),
+        "dtype": array.dtype.str,
+    }
+
+
+def _write_itk(image: Image, path: Path) -> None:
+    source = image.source
+    array = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"])
+    itk_image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    itk_image.SetOrigin(source["origin"])
+    itk_image.SetSpacing(source["spacing"])
+    itk_image.SetDirection(source["direction"])
+    for key, value in source["metadata"].items():
+        itk_image.SetMetaData(key, value)
+    sitk.WriteImage(itk_image, str(path), useCompression=path.suffix.lower() in (".nrrd", ".mha"))
+

@@ -1,0 +1,92 @@
+"""Spatial stages between an image's grid and the network's: resample, pad, and back.
+
+A :class:`GridPlan` records everything the inverse needs, so a decoder rebuilds the original
+grid from the plan alone (TorchIO-style: the transform records what it did). Resampling
+uses MONAI's ``Spacing`` forward and ``SpatialResample`` onto the original affine and shape
+back; padding replicates edge voxels (cheap to code) up to the multiples the network's
+per-axis strides need, and the inverse crops them off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Spacing, SpatialResample
+
+from mriae.transforms.grid import plan_grid
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """Original grid → (optionally resampled) coding grid → padded network grid."""
+
+    shape: tuple[int, int, int]
+    affine: tuple[float, ...]  # 16 values, row-major
+    coding_shape: tuple[int, int, int]
+    coding_affine: tuple[float, ...]
+    padded_shape: tuple[int, int, int]
+    levels: tuple[int, int, int]
+
+    @property
+    def resampled(self) -> bool:
+        return self.coding_shape != self.shape or self.coding_affine != self.affine
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "GridPlan":
+        return cls(**{key: tuple(value) for key, value in record.items()})
+
+
+def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> MetaTensor:
+    return MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
+
+
+def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> MetaTensor:
+    return Spacing(pixdim=spacing, mode="bilinear", padding_mode="border", dtype=torch.float64)(_meta(volume, affine))
+
+
+def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple[float, ...] | None = None) -> GridPlan:
+    """Plan the grids of a 3D volume of ``shape`` for a network with ``levels`` stride-2 stages."""
+    shape = tuple(int(n) for n in shape[:3])
+    affine = np.asarray(affine, dtype=np.float64)
+    coding_shape, coding_affine = shape, affine
+    if spacing is not None:
+        probe = _resample_to_spacing(np.zeros(shape, dtype=np.float32), affine, spacing)
+        coding_shape = tuple(int(n) for n in probe.shape[1:])
+        coding_affine = np.asarray(probe.affine, dtype=np.float64)
+    axis_levels, padded = plan_grid(coding_shape, levels)
+    return GridPlan(
+        shape, tuple(affine.ravel().tolist()), coding_shape, tuple(coding_affine.ravel().tolist()), padded, axis_levels
+    )
+
+
+def to_network_grid(volume: np.ndarray, grid: GridPlan) -> torch.Tensor:
+    """(1, 1, *padded_shape) float32 tensor from a [0, 1] volume on the original grid."""
+    affine = np.asarray(grid.affine).reshape(4, 4)
+    if grid.resampled:
+        spacing = np.linalg.norm(np.asarray(grid.coding_affine).reshape(4, 4)[:3, :3], axis=0)
+        tensor = _resample_to_spacing(volume, affine, tuple(spacing)).as_tensor().float()[0]
+    else:
+        tensor = torch.as_tensor(np.asarray(volume, dtype=np.float32))
+    pad = [p for n, q in zip(reversed(grid.coding_shape), reversed(grid.padded_shape)) for p in (0, q - n)]
+    tensor = tensor[None, None]
+    return torch.nn.functional.pad(tensor, pad, mode="replicate") if any(pad) else tensor
+
+
+def from_network_grid(tensor: torch.Tensor, grid: GridPlan) -> np.ndarray:
+    """Inverse of :func:`to_network_grid`: crop the padding, resample onto the original grid."""
+    d, h, w = grid.coding_shape
+    cropped = tensor[0, 0, :d, :h, :w]
+    if grid.resampled:
+        back = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float64)(
+            _meta(cropped, np.asarray(grid.coding_affine).reshape(4, 4)),
+            dst_affine=torch.as_tensor(np.asarray(grid.affine).reshape(4, 4)),
+            spatial_size=grid.shape,
+        )
+        cropped = back.as_tensor()[0]
+    return cropped.detach().cpu().numpy().astype(np.float32)
