@@ -6,7 +6,8 @@ batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,21 @@ def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return 10 * np.log10(peak**2 / mse) if peak > 0 else float("-inf")
 
 
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one intra-op thread: conv results (in the last bits) depend on the
+    thread count, so fixing it makes encoding and decoding independent of the machine's
+    thread settings. Parallelism comes from coding several volumes/files at once."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
+@single_threaded()
 def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, step: float) -> tuple[bytes, np.ndarray]:
     """(chunk, reconstruction in [0, 1]) of one scaled 3D volume."""
     model = codec.model
@@ -82,6 +97,7 @@ def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
+@single_threaded()
 def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, step: float) -> np.ndarray:
     """Reconstruction in [0, 1] of one 3D volume from its chunk."""
     model = codec.model

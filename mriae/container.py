@@ -4,7 +4,7 @@
 
     magic     8 bytes   b"\\x89MRIAE\\r\\n"
     version   u16 LE    FORMAT_VERSION
-    header    u32 LE length, then UTF-8 JSON (sorted keys)
+    header    u32 LE length, then zlib-compressed UTF-8 JSON (sorted keys)
     chunks    u32 LE count, then per chunk: u64 LE length, then the chunk's bytes
     checksum  32 bytes  SHA-256 of everything above
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRIAE\r\n"
@@ -38,7 +39,7 @@ class Container:
 
 def pack(header: dict, chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
     """Serialize ``header`` and ``chunks`` into the container layout."""
-    header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    header_bytes = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"), 9)
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header_bytes)), header_bytes]
     parts.append(struct.pack("<I", len(chunks)))
     for chunk in chunks:
@@ -67,8 +68,8 @@ def unpack(data: bytes) -> Container:
     if reader.position != len(body):
         raise ContainerError("unexpected bytes after the last chunk")
     try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except ValueError as error:
+        header = json.loads(zlib.decompress(header_bytes).decode("utf-8"))
+    except (ValueError, zlib.error) as error:
         raise ContainerError(f"header is not valid JSON ({error})") from error
     return Container(header, chunks)
 

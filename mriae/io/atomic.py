@@ -11,12 +11,14 @@ from pathlib import Path
 
 @contextmanager
 def staging_folder(target: Path) -> Iterator[Path]:
-    """Yield a scratch folder beside ``target``; files left in it are renamed into place.
+    """Yield a scratch folder beside ``target`` (creating its folder); files left in it are
+    renamed into place.
 
     If the body raises, nothing is moved and the scratch folder is removed, so an
     interrupted write never leaves a partial output.
     """
     directory = target.parent if str(target.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".mriae-") as scratch:
         yield Path(scratch)
         for produced in sorted(Path(scratch).iterdir()):

@@ -27,8 +27,8 @@ class AutoencoderConfig:
     """Architecture hyper-parameters; stored with the weights."""
 
     hidden_channels: int = 48
-    latent_channels: int = 192
-    levels: int = 4
+    latent_channels: int = 128
+    levels: int = 3
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -21,13 +21,13 @@ class TrainConfig:
     min_step: float = 0.6
     max_step: float = 1.6
     learning_rate: float = 2e-4
-    thin_fraction: float = 0.35
+    thin_fraction: float = 0.25
     refresh_every: int = 40
     checkpoint_every: int = 200
     threads: int = 2
     hidden_channels: int = 48
-    latent_channels: int = 192
-    levels: int = 4
+    latent_channels: int = 128
+    levels: int = 3
     checkpoint: str = "checkpoint.pt"
     log: str = "train_log.csv"
     export: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import math
 import time
 from collections.abc import Callable
@@ -74,11 +75,27 @@ def rd_loss(x, x_hat, mask, likelihood, rd_lambda):
     return bpv + rd_lambda * mse, bpv, mse
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning it to the OS after each step.
+
+    Without this, every step re-faults its large activation buffers into fresh pages and
+    spends about half its time in the kernel (measured here: 0.9 s → 0.25 s per step).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    libc.mallopt(-2, 1 << 30)  # M_TOP_PAD
+    libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD (glibc's maximum)
+
+
 def train(config: TrainConfig, report: Callable[[str], None] = print, max_seconds: float | None = None) -> Path:
     """Run (or resume) training until ``config.total_steps``; returns the checkpoint path."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     checkpoint = Path(config.checkpoint)

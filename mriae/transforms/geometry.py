@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import Spacing, SpatialResample
 
 from mriae.transforms.grid import plan_grid
 
@@ -42,11 +40,15 @@ class GridPlan:
         return cls(**{key: tuple(value) for key, value in record.items()})
 
 
-def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> MetaTensor:
+def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> "MetaTensor":
+    from monai.data import MetaTensor  # MONAI is imported only when a volume is resampled
+
     return MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
 
 
-def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> MetaTensor:
+def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> "MetaTensor":
+    from monai.transforms import Spacing
+
     return Spacing(pixdim=spacing, mode="bilinear", padding_mode="border", dtype=torch.float64)(_meta(volume, affine))
 
 
@@ -83,6 +85,8 @@ def from_network_grid(tensor: torch.Tensor, grid: GridPlan) -> np.ndarray:
     d, h, w = grid.coding_shape
     cropped = tensor[0, 0, :d, :h, :w]
     if grid.resampled:
+        from monai.transforms import SpatialResample
+
         back = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float64)(
             _meta(cropped, np.asarray(grid.coding_affine).reshape(4, 4)),
             dst_affine=torch.as_tensor(np.asarray(grid.affine).reshape(4, 4)),

@@ -1,0 +1,3 @@
+from mriae.cli import main
+
+main()

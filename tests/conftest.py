@@ -1,0 +1,48 @@
+"""Shared fixtures: real volumes that ship inside installed wheels, and MR-like test arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def mni_t1_path() -> Path:
+    """nilearn's 1 mm MNI152 2009a T1 template (197×233×189 uint8)."""
+    from mriae.training.synthetic import TEMPLATES, template_dir
+
+    return template_dir() / TEMPLATES["t1"]
+
+
+@pytest.fixture(scope="session")
+def mni_t1(mni_t1_path: Path) -> np.ndarray:
+    return np.asarray(nib.load(mni_t1_path).dataobj)
+
+
+def anatomy(mni: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, low: float, high: float) -> np.ndarray:
+    """An MR-like array of ``shape``: the MNI head resampled onto its first three axes
+    (a central slab for axes under 8 voxels), scaled to [low, high]; further axes hold
+    copies with a slightly different contrast and noise, like an fMRI or DWI series."""
+    from scipy.ndimage import zoom
+
+    spatial = (tuple(shape) + (1, 1, 1))[:3]
+    head = mni[20:-20, 20:-20, 30:-30].astype(np.float64)
+    for axis, n in enumerate(spatial):
+        if n < 8:
+            start = head.shape[axis] // 2 - n // 2
+            head = np.take(head, range(start, start + n), axis=axis)
+    factors = [n / c for n, c in zip(spatial, head.shape)]
+    volume = zoom(head, factors, order=1)[: spatial[0], : spatial[1], : spatial[2]] / 255.0
+    count = int(np.prod(shape[3:], dtype=int))
+    rng = np.random.default_rng(0)
+    series = [volume ** (1 + 0.1 * t) + rng.normal(0, 0.005, volume.shape) * (t > 0) for t in range(count)]
+    values = low + (high - low) * np.clip(np.stack(series, axis=-1), 0, 1)
+    if np.dtype(dtype).kind in "iu":
+        values = np.rint(values)
+    return values.astype(dtype).reshape(shape, order="F")
