@@ -190,6 +190,45 @@ def info(
 
 
 @app.command()
+def batch(
+    inputs: Annotated[Optional[str], typer.Argument(help="Folder (recursive), glob, or manifest (.csv/.txt).")] = None,
+    output: Annotated[Optional[Path], typer.Argument(help="Output folder (mirrors the input tree).")] = None,
+    job: Annotated[Optional[Path], typer.Option(help="Job spec (YAML) instead of INPUTS/OUTPUT.")] = None,
+    decompress: Annotated[bool, typer.Option("--decompress", help="Decompress .mriae files instead.")] = False,
+    quality: Annotated[int, typer.Option("--quality", "-q")] = DEFAULT_QUALITY,
+    workers: Annotated[Optional[int], typer.Option(help="Local workers (default: one per core).")] = None,
+    threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Compress (or decompress) many files on Dask: embedded by default, a cluster by address."""
+    from mriae.batch import BatchJob, run_batch
+
+    with reported_errors(job or Path(str(inputs)), debug):
+        if job is not None:
+            spec = BatchJob.from_yaml(job)
+        elif inputs is None or output is None:
+            raise UsageError("give INPUTS and OUTPUT, or --job job.yaml")
+        else:
+            spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker)
+        with ProgressBar(console=console, transient=True) as bar:
+            task = bar.add_task("files", total=None)
+
+            def advance(record, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+                if record.status == "failed":
+                    console.print(f"[red]failed:[/red] {record.error}", highlight=False)
+
+            summary = run_batch(spec, on_record=advance)
+        typer.echo(summary.line())
+        typer.echo(f"reports: {Path(spec.output) / 'batch_report.csv'} and .json")
+        if summary.interrupted:
+            raise typer.Exit(130)
+        if summary.count("failed"):
+            raise typer.Exit(1)
+
+
+@app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML or JSON).")],
     export_only: Annotated[bool, typer.Option("--export-only", help="Only export the checkpoint as weights.")] = False,
