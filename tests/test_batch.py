@@ -158,3 +158,25 @@ def test_manifest_glob_and_job_yaml(dataset: Path, tmp_path: Path):
     assert "1 files: 1 done, 0 skipped, 0 failed" in result.stdout
     assert (tmp_path / "out" / "anat" / "sub-02_T1w.mriae").is_file()
     shutil.rmtree(tmp_path / "out")
+
+
+def test_ctrl_c_stops_cleanly_and_the_job_resumes(dataset: Path, tmp_path: Path):
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "mriae", "batch", str(dataset), str(output), "--workers", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = output / ".mriae-batch-state.jsonl"
+    deadline = time.time() + 120
+    while not (state.is_file() and state.read_text().count("\n") >= 2):
+        assert process.poll() is None and time.time() < deadline, "the job did not start"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "(interrupted)" in stdout
+    report = json.loads((output / "batch_report.json").read_text())
+    finished = report["summary"]["done"]
+    assert report["summary"]["interrupted"] is True and 2 <= finished < 21
+    resumed = run_batch(BatchJob(str(dataset), str(output), workers=1))
+    assert resumed.count("skipped") >= finished
+    assert resumed.count("done") + resumed.count("skipped") == 21

@@ -22,6 +22,7 @@ class TrainConfig:
     max_step: float = 1.6
     learning_rate: float = 2e-4
     thin_fraction: float = 0.25
+    real_fraction: float = 0.25
     refresh_every: int = 40
     checkpoint_every: int = 200
     threads: int = 2

@@ -30,7 +30,7 @@ class BatchSampler:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1000)
-        self.volumes = SyntheticVolumes(config.seed)
+        self.volumes = SyntheticVolumes(config.seed, config.real_fraction)
         self.volume = self.volumes()
         self.drawn = 0
 
