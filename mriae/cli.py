@@ -146,6 +146,8 @@ def decompress(
         data = input.read_bytes()
         header = unpack(data).header
         target = output or input.with_name(strip_suffix(input) + header["image"]["suffix"])
+        if not output_suffix(target):
+            raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
         check_output(input, target, force)
         with volume_progress("decompressing") as progress:
             image = api.decompress(data, target, progress=progress)

@@ -74,3 +74,15 @@ def test_array_without_a_file_is_written_as_nifti(tmp_path):
     assert np.allclose(restored.affine, affine)
     assert np.array_equal(np.asarray(restored.dataobj), image.array)
     assert restored.get_data_dtype() == np.uint16
+
+
+def test_writing_in_another_format_keeps_the_geometry(tmp_path):
+    nifti = read_image(NIBABEL_DATA / "anatomical.nii")
+    write_image(nifti, tmp_path / "as.nrrd")
+    as_nrrd = read_image(tmp_path / "as.nrrd")
+    assert np.allclose(as_nrrd.affine, nifti.affine, atol=1e-5)
+    assert np.array_equal(as_nrrd.array, nifti.array)
+    write_image(as_nrrd, tmp_path / "back.nii.gz")
+    assert np.allclose(nib.load(tmp_path / "back.nii.gz").affine, nifti.affine, atol=1e-5)
+    with pytest.raises(ImageError, match=r"out.png: unsupported output type"):
+        write_image(nifti, tmp_path / "out.png")

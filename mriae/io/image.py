@@ -129,18 +129,28 @@ def _read_itk(path: Path, suffix: str) -> Image:
 
 
 def write_image(image: Image, path: str | os.PathLike) -> None:
-    """Write ``image`` in its original format atomically (temporary file, then rename)."""
+    """Write ``image`` atomically (temporary file, then rename), in the format of ``path``'s suffix.
+
+    Written in its own format, an image gets its original header back (NIfTI header bytes,
+    ITK geometry and metadata); written in another format, or made from a bare array, it
+    gets a fresh header carrying its affine.
+    """
     path = Path(path)
+    suffix = output_suffix(path)
+    if not suffix:
+        raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
+    if image.array.dtype.kind not in "iuf":
+        raise ImageError(f"{path}: cannot write voxels of type {image.array.dtype}")
     with staging_folder(path) as scratch:
         staged = scratch / path.name
-        if image.source.get("kind") == "itk":
-            _write_itk(image, staged)
-        else:
+        if suffix in NIFTI_SUFFIXES:
             _write_nifti(image, staged)
+        else:
+            _write_itk(image, staged)
 
 
 def _write_nifti(image: Image, path: Path) -> None:
-    source = image.source or _fresh_nifti_source(image)
+    source = image.source if image.source.get("kind") == "nifti" else _fresh_nifti_source(image)
     header = base64.b64decode(source["header"])
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
     payload = header + voxels.tobytes(order="F")
@@ -152,13 +162,14 @@ def _write_nifti(image: Image, path: Path) -> None:
 
 
 def _fresh_nifti_source(image: Image) -> dict:
-    """Header record for an array that came without a file (Python API)."""
+    """NIfTI-1 header record for an image without one (an array, or an ITK file)."""
     array = np.asarray(image.array)
     nifti = nib.Nifti1Image(array, image.affine)
     nifti.header.set_data_dtype(array.dtype)
+    nifti.header.set_xyzt_units("mm")
     header = nifti.header.copy()
     header["vox_offset"] = 352
-    header_bytes = header.binaryblock + b"\x00" * 4
+    header_bytes = header.binaryblock + b"\x00" * 4  # no extensions
     return {
         "kind": "nifti",
         "header": base64.b64encode(header_bytes).decode("ascii"),
@@ -167,9 +178,26 @@ def _fresh_nifti_source(image: Image) -> dict:
     }
 
 
+def _fresh_itk_source(image: Image) -> dict:
+    """ITK geometry (LPS) for an image without one, from its RAS affine."""
+    if image.array.ndim != 3:
+        raise ImageError(f"only 3D images can be written as NRRD/MetaImage (shape {image.array.shape})")
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(image.affine, dtype=np.float64)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    return {
+        "kind": "itk",
+        "origin": lps[:3, 3].tolist(),
+        "spacing": spacing.tolist(),
+        "direction": (lps[:3, :3] / spacing).ravel().tolist(),
+        "metadata": {},
+        "dtype": image.array.dtype.str,
+        "shape": list(image.array.shape),
+    }
+
+
 def _write_itk(image: Image, path: Path) -> None:
-    source = image.source
-    array = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"])
+    source = image.source if image.source.get("kind") == "itk" else _fresh_itk_source(image)
+    array = np.asarray(image.array, dtype=np.dtype(source["dtype"]).newbyteorder("=")).reshape(source["shape"])
     itk_image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
     itk_image.SetOrigin(source["origin"])
     itk_image.SetSpacing(source["spacing"])
@@ -177,4 +205,3 @@ def _write_itk(image: Image, path: Path) -> None:
     for key, value in source["metadata"].items():
         itk_image.SetMetaData(key, value)
     sitk.WriteImage(itk_image, str(path), useCompression=path.suffix.lower() in (".nrrd", ".mha"))
-
