@@ -109,3 +109,16 @@ def test_arrays_round_trip_through_the_python_api(mni_t1):
     assert np.array_equal(image.affine, affine)
     assert psnr(array, image.array) == pytest.approx(stats.psnr, abs=1e-6)
     assert stats.bits_per_voxel == pytest.approx(len(data) * 8 / array.size)
+
+
+def test_single_slices_do_not_pay_for_padding(mni_t1):
+    """A 2D image is coded on its own grid (its thin axis is not strided), and edge padding
+    codes to almost nothing: one slice costs far less than 8 distinct slices, and about the
+    same as itself replicated 8 times (what padding it to a stride of 8 would give)."""
+    distinct = anatomy(mni_t1, (8, 96, 96), np.uint8, 0, 255)
+    alone, _ = mriae.compress(distinct[3:4])
+    replicated, _ = mriae.compress(np.repeat(distinct[3:4], 8, axis=0))
+    eight, _ = mriae.compress(distinct)
+    print(f"one slice {len(alone)} B, replicated ×8 {len(replicated)} B, 8 distinct slices {len(eight)} B")
+    assert len(alone) < 0.5 * len(eight)
+    assert len(replicated) < 1.25 * len(alone)

@@ -1,9 +1,8 @@
 """3D convolutional autoencoder with a factorized entropy model.
 
-Every stage halves (analysis) or doubles (synthesis) the axes it is told to stride, so one
-set of weights codes volumes (all axes strided), few-slice stacks and 2D images (the thin
-axis kept at stride 1). A volume whose strided axes are multiples of ``2**levels`` comes
-back with exactly its own shape.
+Every stage halves (analysis) or doubles (synthesis) the axes it is told to stride (all of
+them, as mriae.transforms.grid plans today). A volume whose strided axes are multiples of
+``2**levels`` comes back with exactly its own shape.
 """
 
 from __future__ import annotations

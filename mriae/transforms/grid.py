@@ -1,30 +1,25 @@
-"""Which axes the network strides, and the padded grid that makes them divide exactly."""
+"""The padded grid on which the network runs, and how deep it strides each axis.
+
+Every axis is strided by all ``levels`` stages and padded (edge-replicated) up to a multiple
+of ``2**levels``. Replicated slices carry no new information, so they code to almost
+nothing: a single slice padded to 8 costs about what the slice alone carries, and the
+latent grid is the same size as a dedicated 2D path would give. The per-axis form of the
+plan (and of the network's strides) leaves room for shallower strides on some axes.
+"""
 
 from __future__ import annotations
 
 import math
 
-MAX_PAD_FRACTION = 0.25
-"""An axis is strided only as deep as its padding stays within this fraction of its length."""
-
-
-def axis_levels(length: int, max_levels: int) -> int:
-    """Number of stride-2 stages for an axis of ``length`` voxels (0 for a single slice)."""
-    if length < 1:
-        raise ValueError(f"axis length must be >= 1, got {length}")
-    for levels in range(max_levels, 0, -1):
-        if padded_length(length, levels) <= length * (1 + MAX_PAD_FRACTION):
-            return levels
-    return 0
-
 
 def padded_length(length: int, levels: int) -> int:
     """Smallest multiple of ``2**levels`` that holds ``length`` voxels."""
+    if length < 1:
+        raise ValueError(f"axis length must be >= 1, got {length}")
     unit = 2**levels
     return math.ceil(length / unit) * unit
 
 
-def plan_grid(shape: tuple[int, ...], max_levels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(levels per axis, padded shape) for a spatial ``shape``."""
-    levels = tuple(axis_levels(n, max_levels) for n in shape)
-    return levels, tuple(padded_length(n, k) for n, k in zip(shape, levels))
+def plan_grid(shape: tuple[int, ...], levels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(stride-2 stages per axis, padded shape) for a spatial ``shape``."""
+    return tuple(levels for _ in shape), tuple(padded_length(n, levels) for n in shape)
