@@ -79,34 +79,37 @@ def single_threaded() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@torch.no_grad()
-@single_threaded()
-def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, step: float) -> tuple[bytes, np.ndarray]:
-    """(chunk, reconstruction in [0, 1]) of one scaled 3D volume."""
-    model = codec.model
-    latents = model.encode(to_network_grid(volume, grid), grid.levels)
-    symbols = model.entropy_bottleneck.quantize(latents, step)
-    chunk = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy().astype(np.int32), codec.tables_for(step))
-    reconstruction = model.decode(model.entropy_bottleneck.dequantize(symbols, step), grid.levels)
-    return chunk, from_network_grid(reconstruction, grid)
-
-
 def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
     """Spatial shape of the latents of a volume on ``grid``."""
     return tuple(n >> k for n, k in zip(grid.padded_shape, grid.levels))  # type: ignore[return-value]
 
 
+def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, step: float) -> np.ndarray:
+    """Reconstruction in [0, 1] on the original grid from quantized latent ``symbols``."""
+    model = codec.model
+    reconstruction = model.decode(model.entropy_bottleneck.dequantize(symbols, step), grid.levels)
+    return from_network_grid(reconstruction, grid)
+
+
 @torch.no_grad()
 @single_threaded()
-def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, step: float) -> np.ndarray:
-    """Reconstruction in [0, 1] of one 3D volume from its chunk."""
-    model = codec.model
+def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, np.ndarray]:
+    """(chunk, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
+    step = codec.step(quality)
+    latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
+    symbols = codec.model.entropy_bottleneck.quantize(latents, step)
+    chunk = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy().astype(np.int32), codec.tables[quality - 1])
+    return chunk, synthesize(codec, symbols, grid, step)
+
+
+@torch.no_grad()
+@single_threaded()
+def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int) -> np.ndarray:
+    """Reconstruction in [0, 1] of one volume from its chunk."""
     shape = latent_shape(grid)
-    channels = model.config.latent_channels
-    symbols = decode_symbols(chunk, codec.tables_for(step), int(np.prod(shape)))
-    latents = torch.from_numpy(symbols.astype(np.float32)).reshape(1, channels, *shape)
-    reconstruction = model.decode(model.entropy_bottleneck.dequantize(latents, step), grid.levels)
-    return from_network_grid(reconstruction, grid)
+    symbols = decode_symbols(chunk, codec.tables[quality - 1], int(np.prod(shape)))
+    latents = torch.from_numpy(symbols.astype(np.float32)).reshape(1, codec.model.config.latent_channels, *shape)
+    return synthesize(codec, latents, grid, codec.step(quality))
 
 
 def compress_image(
@@ -119,7 +122,7 @@ def compress_image(
 ) -> tuple[bytes, Stats]:
     """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`."""
     codec = load_codec(weights)
-    step = codec.step(quality)
+    step = codec.step(quality)  # checks the quality level before any work
     volumes = volumes_of(image.array)
     grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
     chunks, ranges = [], []
@@ -131,7 +134,7 @@ def compress_image(
         if intensity.constant:
             chunk, scaled = b"", np.zeros(volume.shape, dtype=np.float32)
         else:
-            chunk, scaled = encode_volume(codec, intensity.scale(volume), grid, step)
+            chunk, scaled = encode_volume(codec, intensity.scale(volume), grid, quality)
         chunks.append(chunk)
         reconstruction[..., index] = intensity.unscale(scaled, image.array.dtype)
         if progress:
@@ -160,7 +163,7 @@ def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
         model_record, image_record = header["model"], header["image"]
         grid = GridPlan.from_dict(header["grid"])
         ranges = [IntensityRange(r["low"], r["high"]) for r in header["volumes"]]
-        step = float(header["step"])
+        quality = int(header["quality"])
         dtype = np.dtype(image_record["dtype"])
         shape = tuple(image_record["shape"])
     except (KeyError, TypeError, ValueError) as error:
@@ -176,9 +179,11 @@ def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
             f"made with weights '{model_record['name']}' sha256 {model_record['sha256'][:12]}…, "
             f"but the installed ones are {codec.sha256[:12]}…"
         )
+    if quality not in codec.qualities:
+        raise CodecError(f"quality {quality} is not a level of weights '{codec.name}'")
     array = np.empty(grid.shape + (len(ranges),), dtype=dtype)
     for index, (intensity, chunk) in enumerate(zip(ranges, parsed.chunks)):
-        scaled = np.zeros(grid.shape, np.float32) if intensity.constant else decode_volume(codec, chunk, grid, step)
+        scaled = np.zeros(grid.shape, np.float32) if intensity.constant else decode_volume(codec, chunk, grid, quality)
         array[..., index] = intensity.unscale(scaled, dtype)
         if progress:
             progress(index + 1, len(ranges))

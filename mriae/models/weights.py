@@ -38,10 +38,6 @@ class Codec:
     def qualities(self) -> range:
         return range(1, len(self.steps) + 1)
 
-    def tables_for(self, step: float) -> tuple[ChannelTable, ...]:
-        """Coding tables of the quality level whose quantization step is ``step``."""
-        return self.tables[self.steps.index(step)]
-
     def step(self, quality: int) -> float:
         if quality not in self.qualities:
             raise ValueError(f"quality must be between 1 and {len(self.steps)}, got {quality}")
