@@ -1,0 +1,163 @@
+"""mriae inside MONAI: transforms in a Compose, Invertd back to the original grid, and the
+MriaeReader behind LoadImaged with the affine checked against the original file."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import Dataset, MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImage, LoadImaged
+
+from conftest import REPO, anatomy
+from mriae.codec import psnr
+from mriae.io.reader import MriaeReadError, MriaeReader
+from mriae.models.weights import load_codec
+from mriae.transforms.geometry import plan
+from mriae.transforms.monai import (
+    Compress, Compressd, Decompress, Decompressd, SaveMriaed, ToNetworkGrid, ToNetworkGridd,
+)
+
+MNI = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
+FMRI = REPO / "sample_data" / "example4d.nii.gz"
+OBLIQUE = np.array([[-0.9, 0.05, 0.0, 90.0], [0.04, 1.1, -0.2, -126.0], [0.0, 0.15, 2.5, -72.0], [0, 0, 0, 1]])
+
+
+@pytest.fixture
+def oblique_nifti(tmp_path, mni_t1):
+    """A small int16 volume with an oblique, anisotropic affine and a prime-sized grid."""
+    path = tmp_path / "oblique.nii.gz"
+    nib.save(nib.Nifti1Image(anatomy(mni_t1, (37, 43, 29), np.int16, -100, 1500), OBLIQUE), path)
+    return path
+
+
+def levels() -> int:
+    return load_codec().model.config.levels
+
+
+def test_network_grid_pads_to_strides_and_inverts_exactly(oblique_nifti):
+    image = LoadImage(image_only=True, ensure_channel_first=True)(oblique_nifti)
+    affine = nib.load(oblique_nifti).affine  # OBLIQUE as NIfTI stores it (float32)
+    to_grid = ToNetworkGrid()
+    padded = to_grid(image)
+    grid = plan((37, 43, 29), affine, levels())
+    assert tuple(padded.shape) == (1, *grid.padded_shape)
+    assert all(n % 2**k == 0 for n, k in zip(padded.shape[1:], grid.levels))
+    assert np.array_equal(padded.affine.numpy(), affine)  # padding at the far end keeps the affine
+    assert len(padded.applied_operations) == 1
+    back = to_grid.inverse(padded)
+    assert tuple(back.shape) == (1, 37, 43, 29)
+    assert np.array_equal(back.affine.numpy(), affine)
+    assert np.array_equal(back.numpy(), image.numpy())  # crop of an edge pad is lossless
+    assert back.applied_operations == []
+
+
+def test_compose_invertd_resampled_grid_returns_original_shape_and_affine(oblique_nifti):
+    keys = "image"
+    preprocessing = Compose([LoadImaged(keys), EnsureChannelFirstd(keys), ToNetworkGridd(keys, spacing=1.5)])
+    data = preprocessing({"image": str(oblique_nifti)})
+    coded = data["image"]
+    spacing = np.linalg.norm(coded.affine.numpy()[:3, :3], axis=0)
+    assert np.allclose(spacing, 1.5)
+    assert tuple(coded.shape[1:]) != (37, 43, 29)
+    data["pred"] = coded.clone()  # stands in for a network output on the coding grid
+    restored = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
+    original = nib.load(oblique_nifti)
+    assert tuple(restored.shape) == (1, *original.shape)
+    assert np.allclose(restored.affine.numpy(), original.affine, atol=1e-6)
+    assert psnr(np.asarray(original.dataobj), restored[0].numpy()) >= 20.0  # resampled there and back
+
+
+def test_compress_decompress_metatensor_keeps_affine_meta_and_shape():
+    image = LoadImage(image_only=True, ensure_channel_first=True)(MNI)
+    image.meta["study"] = "mriae-test"
+    data = Compress()(image)
+    assert isinstance(data, bytes) and data[:6] == b"\x89MRIAE"
+    restored = Decompress()(data)
+    assert isinstance(restored, MetaTensor)
+    assert tuple(restored.shape) == (1, 99, 117, 95)
+    assert restored.dtype == torch.float32  # LoadImage's float32 is what was coded
+    assert np.array_equal(restored.affine.numpy(), nib.load(MNI).affine)
+    assert restored.meta["study"] == "mriae-test"
+    assert restored.meta["filename_or_obj"] == str(MNI)
+    assert np.array_equal(restored.meta["spatial_shape"], [99, 117, 95])
+    assert psnr(image.numpy(), restored.numpy()) >= 18.0
+
+
+def test_compress_oblique_metatensor_geometry(oblique_nifti):
+    image = LoadImage(image_only=True, ensure_channel_first=True)(oblique_nifti)
+    restored = Decompress(ensure_channel_first=False)(Compress()(image))
+    assert tuple(restored.shape) == (37, 43, 29)
+    assert np.array_equal(restored.affine.numpy(), nib.load(oblique_nifti).affine)
+    assert float(restored.min()) >= -100 and float(restored.max()) <= 1500  # clipped to the coded range
+
+
+def test_dictionary_transforms_on_a_4d_series(tmp_path):
+    pipeline = Compose([
+        Compressd("image", output_keys="mriae"),
+        SaveMriaed("mriae", output_dir=tmp_path, name_key="image"),
+        Decompressd("mriae_path", output_keys="reconstruction", dtype=np.int16),
+    ])
+    data = pipeline({"image": str(FMRI), "other": 1})
+    original = nib.load(FMRI)
+    assert (tmp_path / "example4d.mriae").is_file()
+    assert data["mriae_path"] == str(tmp_path / "example4d.mriae")
+    stats = data["mriae_stats"]
+    assert stats["original_bytes"] == FMRI.stat().st_size
+    assert stats["compressed_bytes"] == (tmp_path / "example4d.mriae").stat().st_size
+    assert stats["bits_per_voxel"] == pytest.approx(stats["compressed_bytes"] * 8 / np.prod(original.shape))
+    reconstruction = data["reconstruction"]
+    assert tuple(reconstruction.shape) == (2, 128, 96, 24)  # channel-first: one channel per volume
+    assert reconstruction.dtype == torch.int16
+    assert np.array_equal(reconstruction.affine.numpy(), original.affine)
+    assert data["other"] == 1
+    series = np.moveaxis(reconstruction.numpy(), 0, -1)
+    assert psnr(np.asarray(original.dataobj), series) == pytest.approx(stats["psnr"], abs=1e-6)
+
+
+def test_allow_missing_keys_and_clear_errors(tmp_path):
+    assert Compressd(["image", "label"], allow_missing_keys=True)({"other": 3}) == {"other": 3}
+    with pytest.raises(KeyError):
+        Compressd("image")({"other": 3})
+    broken = tmp_path / "broken.mriae"
+    broken.write_bytes(b"not an mriae file")
+    with pytest.raises(MriaeReadError, match="broken.mriae"):
+        Decompress()(broken)
+    with pytest.raises(MriaeReadError, match="missing.mriae: no such file"):
+        Decompressd("x")({"x": str(tmp_path / "missing.mriae")})
+
+
+def test_loadimaged_reads_mriae_with_original_affine_and_spacing(tmp_path):
+    for source in (MNI, FMRI):
+        target = tmp_path / (source.name.split(".")[0] + ".mriae")
+        target.write_bytes(Compress()(str(source)))
+        original = nib.load(source)
+        loaded = LoadImaged("image", reader=MriaeReader())({"image": str(target)})["image"]
+        assert isinstance(loaded, MetaTensor)
+        assert tuple(loaded.shape) == original.shape  # spatial-first like NibabelReader, series last
+        assert np.array_equal(loaded.affine.numpy(), original.affine)
+        assert np.array_equal(loaded.meta["original_affine"], original.affine)
+        assert np.allclose(loaded.pixdim.numpy(), original.header.get_zooms()[:3])
+        assert loaded.meta["filename_or_obj"] == str(target)
+        assert int(loaded.meta["qform_code"]) == int(original.header["qform_code"])
+    channel_first = LoadImaged("image", reader=MriaeReader, ensure_channel_first=True)({"image": str(target)})
+    assert tuple(channel_first["image"].shape) == (2, 128, 96, 24)
+
+
+def test_monai_dataset_stored_as_mriae(tmp_path):
+    nifti = LoadImage(image_only=True)(MNI)
+    (tmp_path / "mni.mriae").write_bytes(Compress()(str(MNI)))
+    dataset = Dataset([{"image": str(tmp_path / "mni.mriae")}], transform=Compose([
+        LoadImaged("image", reader=MriaeReader()), EnsureChannelFirstd("image"),
+    ]))
+    item = dataset[0]["image"]
+    assert tuple(item.shape) == (1, 99, 117, 95)
+    assert np.array_equal(item.affine.numpy(), nifti.affine.numpy())
+    assert psnr(nifti.numpy(), item[0].numpy()) >= 18.0
+
+
+def test_reader_suffix_check():
+    reader = MriaeReader()
+    assert reader.verify_suffix("a/b.mriae") and reader.verify_suffix(["a.MRIAE", "b.mriae"])
+    assert not reader.verify_suffix("a.nii.gz")
