@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import imagecodecs
 import numpy as np
 
-SPERR_RATES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+SPERR_RATES = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 JPEG2K_PSNRS = (26, 30, 34, 38, 42, 46, 50, 56)
 JPEGXL_DISTANCES = (12.0, 8.0, 5.0, 3.0, 2.0, 1.4, 1.0, 0.6, 0.3)
 

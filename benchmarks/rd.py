@@ -28,12 +28,14 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 from classical import all_settings  # noqa: E402
 
-from mriae.evaluation import RDPoint, bd_rate, evaluate_mriae, write_csv  # noqa: E402
+from mriae.evaluation import RDPoint, bd_rate, evaluate_mriae, read_csv, write_csv  # noqa: E402
 from mriae.evaluation.bdrate import rate_at  # noqa: E402
 from mriae.evaluation.plots import curves_of, rd_plot  # noqa: E402
 from mriae.evaluation.report import measure  # noqa: E402
 
 Loader = Callable[[], tuple[np.ndarray, np.ndarray]]
+PSNR_LIMITS = (0.0, 60.0)
+"""PSNR range of the points fitted for BD-rate: above 60 dB curves bend towards lossless."""
 
 
 def nifti(path: Path, index: int | None = None) -> Loader:
@@ -101,7 +103,8 @@ def bd_table(points: list[RDPoint], pairs: list[tuple[str, str]]) -> str:
         split = vpoints[0].split
         row = []
         for i, (test, anchor) in enumerate(pairs):
-            value = bd_rate(*curves[anchor], *curves[test]) if test in curves and anchor in curves else float("nan")
+            present = test in curves and anchor in curves
+            value = bd_rate(*curves[anchor], *curves[test], psnr_limits=PSNR_LIMITS) if present else float("nan")
             row.append(fmt(value))
             if split == "validation" and math.isfinite(value):
                 validation[i].append(value)
@@ -149,6 +152,7 @@ def main() -> None:
     names = list(volumes())
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     parser.add_argument("--volumes", nargs="+", choices=names, default=names, help="volumes to run (default: all)")
+    parser.add_argument("--from-csv", type=Path, help="redo the plot and tables from an rd.csv, measuring nothing")
     parser.add_argument("--codecs", nargs="+", choices=["mriae", "sperr", "jpeg2000", "jpegxl", "lossless"],
                         default=["mriae", "sperr", "jpeg2000", "jpegxl", "lossless"], help="codecs to run (default: all)")
     args = parser.parse_args()
@@ -157,11 +161,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     catalogue = volumes()
     start = time.perf_counter()
-    points: list[RDPoint] = []
-    for name in args.volumes:
+    points: list[RDPoint] = read_csv(args.from_csv) if args.from_csv else []
+    for name in [] if args.from_csv else args.volumes:
         split, load = catalogue[name]
         points += run_volume(name, split, load, tuple(args.codecs), lambda line: print(line, flush=True))
-    write_csv(points, args.out / "rd.csv")
+    if not args.from_csv:
+        write_csv(points, args.out / "rd.csv")
     grouped: dict[str, list[RDPoint]] = {}
     for p in points:
         grouped.setdefault(f"{p.volume} ({p.split})", []).append(p)
@@ -169,13 +174,17 @@ def main() -> None:
     pairs = [("mriae", "sperr-3d"), ("mriae", "jpeg2000-2d"), ("mriae", "jpegxl-2d"), ("sperr-3d", "jpeg2000-2d")]
     codec = load_codec()
     summary = "\n\n".join([
-        f"commit {commit()}, weights '{codec.name}' sha256 {codec.sha256[:16]}…, {time.perf_counter() - start:.0f} s",
-        "BD-rate (negative: fewer bits than the anchor at equal PSNR)\n\n" + bd_table(points, pairs),
+        (f"tables redone from {args.from_csv} at commit {commit()}" if args.from_csv else
+         f"commit {commit()}, weights '{codec.name}' sha256 {codec.sha256[:16]}…, {time.perf_counter() - start:.0f} s"),
+        f"BD-rate (negative: fewer bits than the anchor at equal PSNR; points with PSNR in "
+        f"{PSNR_LIMITS[0]:g}–{PSNR_LIMITS[1]:g} dB fitted)\n\n" + bd_table(points, pairs),
         "bits/voxel needed for 35 / 40 dB, and lossless bits/voxel\n\n" + rate_table(points),
     ])
     (args.out / "bdrate.md").write_text(summary + "\n")
     print("\n" + summary)
-    print(f"\nwrote {args.out / 'rd.csv'}, {args.out / 'rd.png'}, {args.out / 'bdrate.md'}")
+    written = [args.out / name for name in ("rd.png", "bdrate.md")] + ([] if args.from_csv else [args.out / "rd.csv"])
+    print(f"\nwrote {', '.join(map(str, written))}")
+    print(f"({len(points)} points; BD-rate n/a: fewer than 4 points in range or no common PSNR interval)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,15 @@ def test_bd_rate_is_nan_without_overlap_or_points():
     assert bd_rate(anchor_curve(p), p, np.append(anchor_curve(p), 8.0), with_lossless) == pytest.approx(0, abs=1e-9)
 
 
+def test_bd_rate_fits_only_points_within_the_limits():
+    p = np.linspace(30, 45, 6)
+    a = anchor_curve(p)
+    near_lossless = (np.append(a, [a[-1] * 1.1, a[-1] * 1.2]), np.append(p, [90.0, 120.0]))
+    distorted = bd_rate(*near_lossless, 0.8 * a, p)
+    assert abs(distorted + 20) > 1  # the wild points bend the anchor's cubic
+    assert bd_rate(*near_lossless, 0.8 * a, p, psnr_limits=(0, 60)) == pytest.approx(-20, abs=1e-6)
+
+
 def test_rate_at_interpolates_log_rate():
     assert rate_at([0.1, 0.4], [30, 40], 35) == pytest.approx(0.2)
     assert math.isnan(rate_at([0.1, 0.4], [30, 40], 41))

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(PSNR, log rate) of the finite, positive-rate points, sorted by PSNR."""
+def _curve(
+    rates: Sequence[float], psnrs: Sequence[float], limits: tuple[float, float] = (-np.inf, np.inf)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(PSNR, log rate) of the finite, positive-rate points within ``limits``, sorted by PSNR."""
     r = np.asarray(rates, dtype=np.float64)
     p = np.asarray(psnrs, dtype=np.float64)
-    keep = np.isfinite(p) & np.isfinite(r) & (r > 0)
+    keep = np.isfinite(p) & np.isfinite(r) & (r > 0) & (p >= limits[0]) & (p <= limits[1])
     order = np.argsort(p[keep])
     return p[keep][order], np.log(r[keep][order])
 
@@ -28,11 +30,16 @@ def bd_rate(
     anchor_psnrs: Sequence[float],
     test_rates: Sequence[float],
     test_psnrs: Sequence[float],
+    psnr_limits: tuple[float, float] = (-np.inf, np.inf),
 ) -> float:
     """BD-rate of the test curve against the anchor, in percent; NaN if either curve has
-    fewer than 4 usable points or the curves share no PSNR interval."""
-    p1, r1 = _curve(anchor_rates, anchor_psnrs)
-    p2, r2 = _curve(test_rates, test_psnrs)
+    fewer than 4 usable points or the curves share no PSNR interval.
+
+    Only points with PSNR within ``psnr_limits`` are fitted: near-lossless points (SPERR
+    reaches ~100 dB on 8-bit data) would otherwise bend the cubic over the range that matters.
+    """
+    p1, r1 = _curve(anchor_rates, anchor_psnrs, psnr_limits)
+    p2, r2 = _curve(test_rates, test_psnrs, psnr_limits)
     if len(p1) < 4 or len(p2) < 4:
         return float("nan")
     low, high = max(p1[0], p2[0]), min(p1[-1], p2[-1])

@@ -39,22 +39,30 @@ def curves_of(points: Sequence[RDPoint]) -> dict[str, tuple[list[float], list[fl
     return curves
 
 
+COLORS = {"mriae": "black", "sperr-3d": "tab:blue", "jpeg2000-2d": "tab:orange", "jpegxl-2d": "tab:green"}
+PSNR_AXIS_TOP = 65.0  # dB: near-lossless points above are off the chart
+
+
 def _draw_rd(axes, points: Sequence[RDPoint], title: str) -> None:
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter
 
     curves = curves_of(points)
-    for codec, (rates, psnrs) in curves.items():
-        style = {"linewidth": 2.5, "color": "black"} if codec == "mriae" else {"linewidth": 1.2}
-        axes.plot(rates, psnrs, marker="o", markersize=3, label=codec, **style)
+    for index, (codec, (rates, psnrs)) in enumerate(sorted(curves.items(), key=lambda item: item[0] != "mriae")):
+        width = 2.5 if codec == "mriae" else 1.2
+        axes.plot(rates, psnrs, marker="o", markersize=3, label=codec, linewidth=width,
+                  color=COLORS.get(codec, f"C{index + 4}"))
     for p in points:
         if p.codec in curves:  # a lossy codec reaching lossless at its top rate: not a lossless codec
             continue
         axes.axvline(p.bits_per_voxel, linestyle=":", linewidth=1, color="gray")
         axes.annotate(p.codec, (p.bits_per_voxel, 0.02), xycoords=("data", "axes fraction"),
                       rotation=90, fontsize=7, color="gray")
+    finite = [v for _, psnrs in curves.values() for v in psnrs]
+    if finite:
+        axes.set_ylim(min(finite) - 2, min(max(finite) + 2, PSNR_AXIS_TOP))
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    axes.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}" if f"{x:.0e}"[0] in "25" else ""))
     axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.set_xlabel("bits/voxel")
     axes.set_ylabel("PSNR (dB, peak = max − min)")
