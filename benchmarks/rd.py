@@ -26,12 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from classical import all_settings  # noqa: E402
+from classical import all_settings
 
-from mriae.evaluation import RDPoint, bd_rate, evaluate_mriae, read_csv, write_csv  # noqa: E402
-from mriae.evaluation.bdrate import rate_at  # noqa: E402
-from mriae.evaluation.plots import curves_of, rd_plot  # noqa: E402
-from mriae.evaluation.report import measure  # noqa: E402
+from mriae.evaluation import RDPoint, bd_rate, evaluate_mriae, read_csv, write_csv
+from mriae.evaluation.bdrate import rate_at
+from mriae.evaluation.plots import curves_of, rd_plot
+from mriae.evaluation.report import measure
 
 Loader = Callable[[], tuple[np.ndarray, np.ndarray]]
 PSNR_LIMITS = (0.0, 60.0)
@@ -56,6 +56,7 @@ def nifti(path: Path, index: int | None = None) -> Loader:
 def volumes() -> dict[str, tuple[str, Loader]]:
     """name → (split, loader) of the benchmark volumes, from installed packages."""
     import dipy
+
     from mriae.training.synthetic import TEMPLATES, template_dir
 
     nibabel_data = Path(nib.__file__).parent / "tests" / "data"
@@ -138,9 +139,9 @@ def rate_table(points: list[RDPoint], targets: tuple[float, ...] = (35.0, 40.0))
 def commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+                               capture_output=True, text=True, check=False).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except OSError:
         return "unknown"

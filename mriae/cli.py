@@ -240,7 +240,8 @@ def parse_qualities(text: str | None, available: range) -> list[int]:
     except ValueError:
         values = []
     if not values or any(q not in available for q in values):
-        raise UsageError(f"--qualities must be levels {available.start}..{available.stop - 1}, e.g. 1,3,5 or 2-6 (got '{text}')")
+        levels = f"{available.start}..{available.stop - 1}"
+        raise UsageError(f"--qualities must be levels {levels}, e.g. 1,3,5 or 2-6 (got '{text}')")
     return sorted(set(values))
 
 
@@ -279,11 +280,13 @@ def evaluate(
         points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, on_point=draw_slices)
         write_csv(points, targets["metrics.csv"])
         rd_plot({f"{name} {tuple(image.array.shape)}": points}, targets["rd.png"])
-        typer.echo(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} {'max err':>9} {'enc s':>6} {'dec s':>6}")
+        typer.echo(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
+                   f"{'max err':>9} {'enc s':>6} {'dec s':>6}")
         raw_bits = image.array.dtype.itemsize * 8
         for p in points:
-            typer.echo(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {raw_bits / p.bits_per_voxel:>6.1f}× {p.psnr:>8.2f} "
-                       f"{p.ssim:>7.4f} {p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
+            ratio = raw_bits / p.bits_per_voxel
+            typer.echo(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} {p.ssim:>7.4f} "
+                       f"{p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
         typer.echo(f"report: {', '.join(str(t) for t in targets.values())}")
 
 

@@ -6,6 +6,7 @@ import csv
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +78,21 @@ def evaluate_mriae(
     points = []
     for quality in qualities or load_codec().qualities:
         restored: list[np.ndarray] = []
-
-        def decode(data: bytes) -> np.ndarray:
-            restored.append(api.decompress(data).array)
-            return restored[-1]
-
         point = measure(volume, split, "mriae", f"q{quality}", array,
-                        lambda: api.compress(array, affine=affine, quality=quality)[0], decode)
+                        partial(_mriae_encode, array, affine, quality), partial(_mriae_decode, restored))
         points.append(point)
         if on_point:
             on_point(point, restored[0])
     return points
+
+
+def _mriae_encode(array: np.ndarray, affine: np.ndarray, quality: int) -> bytes:
+    return api.compress(array, affine=affine, quality=quality)[0]
+
+
+def _mriae_decode(restored: list[np.ndarray], data: bytes) -> np.ndarray:
+    restored.append(api.decompress(data).array)
+    return restored[-1]
 
 
 def write_csv(points: Sequence[RDPoint], path: Path) -> None:
