@@ -1,4 +1,4 @@
-"""Command line: ``mriae compress | decompress | info | train``.
+"""Command line: ``mriae compress | decompress | info | batch | evaluate | train``.
 
 A thin face over :mod:`mriae.api`: bad input gives one line on stderr and a non-zero exit
 code (a traceback only with ``--debug``); outputs are written atomically and never
@@ -228,6 +228,68 @@ def batch(
             raise typer.Exit(130)
         if summary.count("failed"):
             raise typer.Exit(1)
+
+
+def parse_qualities(text: str | None, available: range) -> list[int]:
+    """Quality levels from '1,3,5' or '2-6' (all available ones if None)."""
+    if text is None:
+        return list(available)
+    try:
+        values: list[int] = []
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            values += range(int(low), int(high or low) + 1)
+    except ValueError:
+        values = []
+    if not values or any(q not in available for q in values):
+        levels = f"{available.start}..{available.stop - 1}"
+        raise UsageError(f"--qualities must be levels {levels}, e.g. 1,3,5 or 2-6 (got '{text}')")
+    return sorted(set(values))
+
+
+@app.command()
+def evaluate(
+    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("report"),
+    qualities: Annotated[Optional[str], typer.Option(help="Quality levels, e.g. 1,3,5 or 2-6 (default: all).")] = None,
+    slices_quality: Annotated[int, typer.Option(help="Quality level shown in slices.png.")] = DEFAULT_QUALITY,
+    force: Force = False,
+    debug: Debug = False,
+) -> None:
+    """Rate–distortion report of one scan: metrics.csv, rd.png and slices.png in the report folder."""
+    from mriae.evaluation import evaluate_mriae, write_csv
+    from mriae.evaluation.plots import rd_plot, slices_plot
+    from mriae.io import read_image
+    from mriae.models.weights import load_codec
+
+    with reported_errors(input, debug):
+        levels = parse_qualities(qualities, load_codec().qualities)
+        shown = slices_quality if slices_quality in levels else levels[-1]
+        targets = {name: output / name for name in ("metrics.csv", "rd.png", "slices.png")}
+        for target in targets.values():
+            check_output(input, target, force)
+        image = read_image(input)
+        name = strip_suffix(input)
+        first = image.array.reshape(image.array.shape[:3] + (-1,), order="F")[..., 0]
+        output.mkdir(parents=True, exist_ok=True)
+
+        def draw_slices(point, reconstruction) -> None:
+            if point.setting == f"q{shown}":
+                restored = reconstruction.reshape(first.shape + (-1,), order="F")[..., 0]
+                slices_plot(first, restored, targets["slices.png"], image.spacing,
+                            f"{name}, quality {shown}: {point.bits_per_voxel:.3f} bits/voxel, PSNR {point.psnr:.2f} dB")
+
+        points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, on_point=draw_slices)
+        write_csv(points, targets["metrics.csv"])
+        rd_plot({f"{name} {tuple(image.array.shape)}": points}, targets["rd.png"])
+        typer.echo(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
+                   f"{'max err':>9} {'enc s':>6} {'dec s':>6}")
+        raw_bits = image.array.dtype.itemsize * 8
+        for p in points:
+            ratio = raw_bits / p.bits_per_voxel
+            typer.echo(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} {p.ssim:>7.4f} "
+                       f"{p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
+        typer.echo(f"report: {', '.join(str(t) for t in targets.values())}")
 
 
 @app.command()
