@@ -91,17 +91,19 @@ def keep_freed_memory() -> None:
 
 
 def train(config: TrainConfig, report: Callable[[str], None] = print, max_seconds: float | None = None) -> Path:
-    """Run (or resume) training until ``config.total_steps``; returns the checkpoint path."""
+    """Run (or resume) training until ``config.total_steps`` on the GPU if there is one, else
+    the CPU; returns the checkpoint path."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
     keep_freed_memory()
-    model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     checkpoint = Path(config.checkpoint)
     step = 0
     if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
@@ -120,7 +122,8 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
         while step < config.total_steps:
             if max_seconds is not None and time.monotonic() - started > max_seconds:
                 break
-            x, mask, strides = sampler(config.levels)
+            batch, mask, strides = sampler(config.levels)
+            x, mask = batch.to(device), mask.to(device)
             quant_step = float(math.exp(rng.uniform(math.log(config.min_step), math.log(config.max_step))))
             x_hat, likelihood = model(x, strides, quant_step)
             loss, bpv, mse = rd_loss(x, x_hat, mask, likelihood, config.rd_lambda)
@@ -138,7 +141,7 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
                 report(f"step {step}: loss {loss.item():.4f} bpv {bpv.item():.3f} psnr {psnr:.2f}")
     save_checkpoint(model, optimizer, step, checkpoint)
     if config.export:
-        export(model, Path(config.export))
+        export(model.cpu(), Path(config.export))
         report(f"exported weights to {config.export}")
     return checkpoint
 
