@@ -23,7 +23,7 @@ def test_pack_unpack_round_trip():
         (lambda d: d[:8] + struct.pack("<H", FORMAT_VERSION + 1) + d[10:], "format version 2 is not supported"),
         (lambda d: d[: len(d) // 2], "truncated|checksum mismatch"),
         (lambda d: d[:12], "truncated"),
-        (lambda d: d[:40] + bytes([d[40] ^ 0xFF]) + d[41:], "checksum mismatch"),
+        (lambda d: d[:-40] + bytes([d[-40] ^ 0xFF]) + d[-39:], "checksum mismatch"),  # a flipped payload byte
     ],
 )
 def test_damaged_containers_are_rejected_with_a_reason(mutate, message):

@@ -11,18 +11,20 @@ from conftest import NIBABEL_DATA, anatomy
 from mriae.codec import psnr
 
 CASES = {
-    # name: (shape, dtype, low, high, PSNR floor in dB at the default quality)
-    "mni-sized": ((197, 233, 189), np.int16, -200, 1800, 30.0),
-    "small": ((33, 41, 25), np.uint16, 0, 4000, 24.0),
-    "few-slices": ((128, 128, 10), np.float32, -1.5, 2.5, 26.0),
-    "single-slice": ((1, 64, 64), np.uint8, 0, 255, 24.0),
+    # name: (shape, dtype, low, high, PSNR floor in dB at the default quality).
+    # The arrays are the MNI head shrunk onto each shape (dense, aliased detail: harder
+    # than real scans of that size); floors sit 1–3 dB under what the shipped weights reach.
+    "mni-sized": ((197, 233, 189), np.int16, -200, 1800, 36.0),
+    "small": ((33, 41, 25), np.uint16, 0, 4000, 20.0),
+    "few-slices": ((128, 128, 10), np.float32, -1.5, 2.5, 21.0),
+    "single-slice": ((1, 64, 64), np.uint8, 0, 255, 25.0),
     "2d": ((64, 64), np.int8, -100, 100, 24.0),
-    "primes": ((31, 37, 29), np.int32, -1000, 50000, 24.0),
-    "tiny-primes": ((2, 3, 5), np.float64, 0, 1, 12.0),
-    "4d": ((40, 48, 36, 3), np.int16, 0, 1200, 26.0),
-    "5d": ((24, 28, 20, 2, 2), np.uint16, 0, 800, 24.0),
+    "primes": ((31, 37, 29), np.int32, -1000, 50000, 20.0),
+    "tiny-primes": ((2, 3, 5), np.float64, 0, 1, 18.0),
+    "4d": ((40, 48, 36, 3), np.int16, 0, 1200, 21.0),
+    "5d": ((24, 28, 20, 2, 2), np.uint16, 0, 800, 18.5),
 }
-REAL_FLOORS = {"example4d.nii.gz": 27.0, "anatomical.nii": 22.0}
+REAL_FLOORS = {"example4d.nii.gz": 30.0, "anatomical.nii": 27.0}
 
 
 def nifti_with_header(array: np.ndarray, path) -> nib.Nifti1Image:

@@ -20,7 +20,7 @@ from mriae.models.entropy import ChannelTable
 
 WEIGHTS_FORMAT = 1
 DEFAULT_WEIGHTS = "default"
-QUALITY_STEPS = (2.4, 1.8, 1.35, 1.0, 0.75, 0.56, 0.42, 0.32)
+QUALITY_STEPS = (3.0, 2.4, 1.8, 1.35, 1.0, 0.75, 0.56, 0.42)
 """Latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity)."""
 
 
