@@ -180,3 +180,15 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(dataset: Path, tmp_path: Path)
     resumed = run_batch(BatchJob(str(dataset), str(output), workers=1))
     assert resumed.count("skipped") >= finished
     assert resumed.count("done") + resumed.count("skipped") == 21
+
+
+def test_decompress_job_restores_the_tree(dataset: Path, tmp_path: Path):
+    packed, restored = tmp_path / "packed", tmp_path / "restored"
+    assert run_batch(BatchJob(str(dataset / "sub-03"), str(packed), workers=1)).count("done") == 1
+    summary = run_batch(BatchJob(str(packed), str(restored), decompress=True, workers=1))
+    assert summary.count("done") == 1
+    original = nib.load(dataset / "sub-03" / "anat" / "sub-03_T1w.nii.gz")
+    back = nib.load(restored / "anat" / "sub-03_T1w.nii.gz")
+    assert back.shape == original.shape and np.array_equal(back.affine, original.affine)
+    assert back.header.binaryblock == original.header.binaryblock
+    assert run_batch(BatchJob(str(packed), str(restored), decompress=True, workers=1)).count("skipped") == 1
