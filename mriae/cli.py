@@ -78,7 +78,7 @@ def volume_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         if total < 2:
             return
         if bar is None:
-            bar = ProgressBar(console=console, transient=True)
+            bar = ProgressBar(console=console, transient=True, disable=not console.is_terminal)
             bar.start()
             task = bar.add_task(label, total=total)
         bar.update(task, completed=done)
@@ -213,7 +213,7 @@ def batch(
             raise UsageError("give INPUTS and OUTPUT, or --job job.yaml")
         else:
             spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker)
-        with ProgressBar(console=console, transient=True) as bar:
+        with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("files", total=None)
 
             def advance(record, done: int, total: int) -> None:
