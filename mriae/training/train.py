@@ -24,7 +24,8 @@ class BatchSampler:
     """Crops batches from a pool volume that is redrawn every ``refresh_every`` batches.
 
     Most batches are cubes; ``thin_fraction`` of them have one or two short axes (down to a
-    single slice) so the shallower stride schedules of thin volumes are trained too.
+    single slice), edge-padded as the codec pads them and with the distortion measured on the
+    real voxels only, so that padding learns to cost almost nothing.
     """
 
     def __init__(self, config: TrainConfig) -> None:
