@@ -150,7 +150,7 @@ def write_image(image: Image, path: str | os.PathLike) -> None:
 
 
 def _write_nifti(image: Image, path: Path) -> None:
-    source = image.source if image.source.get("kind") == "nifti" else _fresh_nifti_source(image)
+    source = image.source if image.source.get("kind") == "nifti" else fresh_nifti_source(image)
     header = base64.b64decode(source["header"])
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
     payload = header + voxels.tobytes(order="F")
@@ -161,7 +161,7 @@ def _write_nifti(image: Image, path: Path) -> None:
         path.write_bytes(payload)
 
 
-def _fresh_nifti_source(image: Image) -> dict:
+def fresh_nifti_source(image: Image) -> dict:
     """NIfTI-1 header record for an image without one (an array, or an ITK file)."""
     array = np.asarray(image.array)
     nifti = nib.Nifti1Image(array, image.affine)

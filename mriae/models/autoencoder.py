@@ -80,10 +80,6 @@ class Autoencoder(nn.Module):
         self.synthesis_gdn = nn.ModuleList(GDN3d(n, inverse=True) for _ in range(levels - 1))
         self.entropy_bottleneck = EntropyBottleneck(m)
 
-    @property
-    def total_stride(self) -> int:
-        return 2**self.config.levels
-
     def encode(self, x: torch.Tensor, strides: Strides) -> torch.Tensor:
         """Latents of ``x`` shaped (B, 1, D, H, W), in [0, 1] intensity."""
         for stage, conv in enumerate(self.analysis):

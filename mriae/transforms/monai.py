@@ -29,7 +29,7 @@ from monai.utils import TraceKeys, ensure_tuple_rep, get_equivalent_dtype
 
 from mriae.codec import DEFAULT_QUALITY, Stats, compress_image, decompress_image
 from mriae.io.atomic import write_bytes_atomic
-from mriae.io.image import Image, _fresh_nifti_source, read_image
+from mriae.io.image import Image, fresh_nifti_source, read_image
 from mriae.io.reader import MONAI_META, MRIAE_SUFFIX, MriaeReadError, decode_file, image_meta, jsonable_meta, spatial_first
 from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
@@ -169,7 +169,7 @@ class Compress(Transform):
             array = np.moveaxis(array, self.channel_dim, -1)
             array = array[..., 0] if array.shape[-1] == 1 else array
         image = Image(np.ascontiguousarray(array), _affine_of(img))
-        image.source = _fresh_nifti_source(image)
+        image.source = fresh_nifti_source(image)
         if isinstance(img, MetaTensor):
             image.source[MONAI_META] = jsonable_meta(img.meta, skip=_NOT_STORED)
         return image, None
