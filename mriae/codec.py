@@ -84,10 +84,11 @@ def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
     return tuple(n >> k for n, k in zip(grid.padded_shape, grid.levels))  # type: ignore[return-value]
 
 
-def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, step: float) -> np.ndarray:
+def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, quality: int) -> np.ndarray:
     """Reconstruction in [0, 1] on the original grid from quantized latent ``symbols``."""
     model = codec.model
-    reconstruction = model.decode(model.entropy_bottleneck.dequantize(symbols, step), grid.levels)
+    latents = model.entropy_bottleneck.dequantize(symbols, codec.latent_steps(quality))
+    reconstruction = model.decode(latents, grid.levels)
     return from_network_grid(reconstruction, grid)
 
 
@@ -95,11 +96,10 @@ def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, step: float)
 @single_threaded()
 def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, np.ndarray]:
     """(chunk, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
-    step = codec.step(quality)
     latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
-    symbols = codec.model.entropy_bottleneck.quantize(latents, step)
+    symbols = codec.model.entropy_bottleneck.quantize(latents, codec.latent_steps(quality))
     chunk = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy().astype(np.int32), codec.tables[quality - 1])
-    return chunk, synthesize(codec, symbols, grid, step)
+    return chunk, synthesize(codec, symbols, grid, quality)
 
 
 @torch.no_grad()
@@ -109,7 +109,7 @@ def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int) -> n
     shape = latent_shape(grid)
     symbols = decode_symbols(chunk, codec.tables[quality - 1], int(np.prod(shape)))
     latents = torch.from_numpy(symbols.astype(np.float32)).reshape(1, codec.model.config.latent_channels, *shape)
-    return synthesize(codec, latents, grid, codec.step(quality))
+    return synthesize(codec, latents, grid, quality)
 
 
 def compress_image(

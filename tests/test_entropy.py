@@ -15,7 +15,7 @@ def bottleneck():
 
 
 def test_symbols_round_trip_bit_exactly_including_escapes(bottleneck):
-    tables = bottleneck.coding_tables(1.0)
+    tables = bottleneck.coding_tables(bottleneck.channel_steps(1.0))
     rng = np.random.default_rng(1)
     symbols = rng.integers(-3, 4, size=(6, 500)).astype(np.int32)
     symbols[0, 0] = 10_000  # far outside every table: escaped
@@ -25,7 +25,7 @@ def test_symbols_round_trip_bit_exactly_including_escapes(bottleneck):
 
 
 def test_coded_size_is_close_to_the_model_information_content(bottleneck):
-    tables = bottleneck.coding_tables(1.0)
+    tables = bottleneck.coding_tables(bottleneck.channel_steps(1.0))
     rng = np.random.default_rng(2)
     symbols = np.stack(
         [t.offset + rng.choice(len(t.probabilities) - 1, size=4000, p=t.probabilities[:-1] / t.probabilities[:-1].sum())
@@ -39,10 +39,28 @@ def test_coded_size_is_close_to_the_model_information_content(bottleneck):
 
 
 def test_tables_sum_to_one_and_widen_with_finer_steps(bottleneck):
-    coarse, fine = bottleneck.coding_tables(2.0), bottleneck.coding_tables(0.5)
+    coarse, fine = (bottleneck.coding_tables(bottleneck.channel_steps(step)) for step in (2.0, 0.5))
     for a, b in zip(coarse, fine):
         assert abs(a.probabilities.sum() - 1.0) < 1e-4
         assert len(b.probabilities) > len(a.probabilities)
+
+
+def test_channel_steps_follow_their_learned_slopes_within_bounds():
+    bottleneck = Autoencoder(AutoencoderConfig(hidden_channels=8, latent_channels=4, levels=2)).entropy_bottleneck
+    with torch.no_grad():
+        bottleneck.step_slopes.copy_(torch.tensor([0.0, 0.5, -0.5, 3.0]))
+    steps = bottleneck.channel_steps(0.25)
+    assert torch.allclose(steps, torch.tensor([0.25, 0.125, 0.5, 0.0625]))
+    assert torch.allclose(bottleneck.channel_steps(1.0), torch.ones(4))
+
+
+def test_quantize_and_dequantize_use_each_channels_step():
+    bottleneck = Autoencoder(AutoencoderConfig(hidden_channels=8, latent_channels=2, levels=2)).entropy_bottleneck
+    y = torch.tensor([1.3, 1.3]).view(1, 2, 1, 1, 1)
+    steps = torch.tensor([0.5, 2.0])
+    symbols = bottleneck.quantize(y, steps)
+    assert symbols.view(-1).tolist() == [3.0, 1.0]
+    assert bottleneck.dequantize(symbols, steps).view(-1).tolist() == [1.5, 2.0]
 
 
 def test_network_output_matches_input_shape_for_every_stride_schedule():

@@ -7,6 +7,7 @@ import sys
 import torch
 
 from mriae.models.weights import WEIGHTS_FORMAT
+from mriae.training.config import TrainConfig
 
 
 def test_train_resumes_logs_and_exports(tmp_path):
@@ -33,6 +34,16 @@ def test_train_resumes_logs_and_exports(tmp_path):
     assert weights["config"] == {"hidden_channels": 4, "latent_channels": 4, "levels": 2}
     assert len(weights["tables"]) == len(weights["steps"]) == 8
     assert all(len(level["probabilities"]) == 4 for level in weights["tables"])
+    slopes = weights["state_dict"]["entropy_bottleneck.step_slopes"].clamp(-1, 1)
+    for step, level in zip(weights["steps"], weights["tables"]):
+        assert torch.allclose(level["channel_steps"], step ** (1 + slopes))
+
+
+def test_lambda_grows_as_the_step_shrinks():
+    config = TrainConfig(rd_lambda=600.0, lambda_exponent=2.0)
+    assert config.lambda_at(1.0) == 600.0
+    assert config.lambda_at(0.5) == 2400.0
+    assert TrainConfig(rd_lambda=600.0).lambda_at(0.5) == 600.0
 
 
 def test_unknown_option_is_a_one_line_error(tmp_path):

@@ -20,6 +20,8 @@ from torch import nn
 
 TAIL_MASS = 1e-7
 """Probability left outside a channel's table on each side; such values are escaped."""
+STEP_SLOPE_LIMIT = 1.0
+"""Bound on a channel's step slope: its step moves between step**0 and step**2."""
 ESCAPE_LIMIT = 2**20
 """Largest magnitude of an escaped symbol, relative to the channel's first table entry."""
 _ESCAPE_MODEL = constriction.stream.model.QuantizedLaplace(-ESCAPE_LIMIT, ESCAPE_LIMIT, 0.0, 64.0)
@@ -52,8 +54,9 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    def bin_likelihood(self, values: torch.Tensor, step: float) -> torch.Tensor:
-        """Probability mass of the bins of width ``step`` centred on ``values`` (C, 1, N)."""
+    def bin_likelihood(self, values: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Probability mass of the bins of width ``step`` (per channel, (C, 1, 1)) centred on
+        ``values`` (C, 1, N)."""
         lower = self.cdf_logits(values - step / 2)
         upper = self.cdf_logits(values + step / 2)
         sign = -torch.sign(lower + upper).detach()
@@ -88,46 +91,60 @@ class ChannelTable:
 
 
 class EntropyBottleneck(nn.Module):
-    """Quantizes latents around per-channel medians and models their rate."""
+    """Quantizes latents around per-channel medians and models their rate.
+
+    One nominal quantization step per quality level sets every channel's own step,
+    ``step ** (1 + slope)`` with a learned slope per channel: a channel that carries fine
+    detail can be coarsened faster at low quality and refined faster at high quality
+    (a continuous form of the gain units of Cui et al., 2021).
+    """
 
     def __init__(self, channels: int):
         super().__init__()
         self.density = FactorizedDensity(channels)
+        self.step_slopes = nn.Parameter(torch.zeros(channels))
         self.register_buffer("medians", torch.zeros(channels))
 
     def update_medians(self) -> None:
         """Recompute the per-channel medians from the learned density."""
         self.medians.copy_(self.density.quantile(0.5).to(self.medians))
 
-    def _centre(self, y: torch.Tensor) -> torch.Tensor:
-        return self.medians.view(1, -1, *([1] * (y.dim() - 2)))
+    def channel_steps(self, step: float) -> torch.Tensor:
+        """Quantization step of every channel (C,) at the nominal ``step``."""
+        slopes = self.step_slopes.clamp(-STEP_SLOPE_LIMIT, STEP_SLOPE_LIMIT)
+        return torch.exp(math.log(step) * (1 + slopes))
 
-    def quantize(self, y: torch.Tensor, step: float) -> torch.Tensor:
-        """Integer symbols of ``y`` at quantization ``step``."""
-        return torch.round((y - self._centre(y)) / step)
+    def _per_channel(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.view(1, -1, *([1] * (like.dim() - 2)))
 
-    def dequantize(self, symbols: torch.Tensor, step: float) -> torch.Tensor:
-        """Latent values of integer ``symbols``."""
-        return symbols * step + self._centre(symbols)
+    def quantize(self, y: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Integer symbols of ``y`` at the channel quantization ``steps`` (C,)."""
+        return torch.round((y - self._per_channel(self.medians, y)) / self._per_channel(steps, y))
+
+    def dequantize(self, symbols: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Latent values of integer ``symbols`` at the channel quantization ``steps`` (C,)."""
+        return symbols * self._per_channel(steps, symbols) + self._per_channel(self.medians, symbols)
 
     def forward(self, y: torch.Tensor, step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: (straight-through quantized latents, likelihoods of noisy latents)."""
-        centre = self._centre(y)
-        noisy = y + (torch.rand_like(y) - 0.5) * step
-        likelihood = self.density.bin_likelihood(channels_first(noisy - centre), step)
-        rounded = y + (torch.round((y - centre) / step) * step + centre - y).detach()
+        steps = self.channel_steps(step)
+        centre, width = self._per_channel(self.medians, y), self._per_channel(steps, y)
+        noisy = y + (torch.rand_like(y) - 0.5) * width
+        likelihood = self.density.bin_likelihood(channels_first(noisy - centre), steps.view(-1, 1, 1))
+        rounded = y + (torch.round((y - centre) / width) * width + centre - y).detach()
         return rounded, likelihood.clamp_min(1e-9)
 
     @torch.no_grad()
-    def coding_tables(self, step: float) -> list[ChannelTable]:
-        """Probability tables of every channel for quantization ``step``."""
-        median = self.medians.double()
-        low = torch.floor((self.density.quantile(TAIL_MASS) - median) / step)
-        high = torch.ceil((self.density.quantile(1 - TAIL_MASS) - median) / step)
+    def coding_tables(self, steps: torch.Tensor) -> list[ChannelTable]:
+        """Probability tables of every channel at the channel quantization ``steps`` (C,)."""
+        median, steps = self.medians.double(), steps.double()
+        low = torch.floor((self.density.quantile(TAIL_MASS) - median) / steps)
+        high = torch.ceil((self.density.quantile(1 - TAIL_MASS) - median) / steps)
         density = copy.deepcopy(self.density).double()
         first, last = int(low.min()), int(high.max())
         symbols = torch.arange(first, last + 1, dtype=torch.float64)
-        mass = density.bin_likelihood(median.view(-1, 1, 1) + symbols.view(1, 1, -1) * step, step)[:, 0].numpy()
+        centres = median.view(-1, 1, 1) + symbols.view(1, 1, -1) * steps.view(-1, 1, 1)
+        mass = density.bin_likelihood(centres, steps.view(-1, 1, 1))[:, 0].numpy()
         tables = []
         for c in range(self.density.channels):
             row = mass[c, int(low[c]) - first : int(high[c]) - first + 1]

@@ -1,4 +1,5 @@
-"""Shipped codec weights: network parameters plus the entropy coder's tables per quality.
+"""Shipped codec weights: network parameters plus, per quality, the channel quantization steps
+and the entropy coder's tables.
 
 A weights file is a plain ``torch.save`` dict of tensors, numbers and strings, loaded with
 ``weights_only=True``. Its SHA-256 identifies it in every ``.mriae`` file it writes.
@@ -18,10 +19,11 @@ import torch
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
 from mriae.models.entropy import ChannelTable
 
-WEIGHTS_FORMAT = 1
+WEIGHTS_FORMAT = 2
 DEFAULT_WEIGHTS = "default"
 QUALITY_STEPS = (3.0, 2.4, 1.8, 1.35, 1.0, 0.75, 0.56, 0.42)
-"""Latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity)."""
+"""Nominal latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity);
+each channel's own step derives from it (EntropyBottleneck.channel_steps)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Codec:
     sha256: str
     model: Autoencoder
     steps: tuple[float, ...]
+    channel_steps: tuple[torch.Tensor, ...]
     tables: tuple[tuple[ChannelTable, ...], ...]
 
     @property
@@ -43,6 +46,11 @@ class Codec:
             raise ValueError(f"quality must be between 1 and {len(self.steps)}, got {quality}")
         return self.steps[quality - 1]
 
+    def latent_steps(self, quality: int) -> torch.Tensor:
+        """Quantization step of every latent channel (C,) at ``quality``, as shipped."""
+        self.step(quality)
+        return self.channel_steps[quality - 1]
+
 
 def export(model: Autoencoder, path: Path, steps: tuple[float, ...] = QUALITY_STEPS) -> None:
     """Write ``model`` with its medians refreshed and its tables for every quality step."""
@@ -50,9 +58,11 @@ def export(model: Autoencoder, path: Path, steps: tuple[float, ...] = QUALITY_ST
     bottleneck.update_medians()
     tables = []
     for step in steps:
-        channel_tables = bottleneck.coding_tables(step)
+        channel_steps = bottleneck.channel_steps(step).detach().cpu().float()
+        channel_tables = bottleneck.coding_tables(channel_steps)
         tables.append(
             {
+                "channel_steps": channel_steps,
                 "offsets": torch.tensor([t.offset for t in channel_tables], dtype=torch.int64),
                 "probabilities": [torch.from_numpy(t.probabilities) for t in channel_tables],
             }
@@ -94,4 +104,5 @@ def load_codec(name: str = DEFAULT_WEIGHTS) -> Codec:
         )
         for level in payload["tables"]
     )
-    return Codec(name, hashlib.sha256(data).hexdigest(), model, tuple(payload["steps"]), tables)
+    channel_steps = tuple(level["channel_steps"] for level in payload["tables"])
+    return Codec(name, hashlib.sha256(data).hexdigest(), model, tuple(payload["steps"]), channel_steps, tables)

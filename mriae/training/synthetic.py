@@ -1,8 +1,9 @@
 """Synthetic MR-like training volumes generated from nilearn's MNI152 templates.
 
 Tissue probability maps (grey matter, white matter, the rest of the head) receive random
-intensities, then a random elastic/affine deformation, bias field, resolution loss, noise and
-orientation. The real T1 template is drawn too. Nothing here downloads: the maps ship
+intensities, then a random elastic/affine deformation, bias field, a coarser voxel grid
+(clinical scans have 2–4 mm voxels, so more detail per voxel than a 1 mm template), slice
+thickness, noise and orientation. The real T1 template is drawn too. Nothing here downloads: the maps ship
 inside nilearn's wheel.
 """
 
@@ -47,10 +48,12 @@ def normalize(volume: torch.Tensor) -> torch.Tensor:
 class SyntheticVolumes:
     """Draws whole MR-like volumes in [0, 1]; ``real_fraction`` of them are the real T1."""
 
-    def __init__(self, seed: int, real_fraction: float = 0.25) -> None:
+    def __init__(self, seed: int, real_fraction: float = 0.25, min_size: int = 64, coarse_fraction: float = 0.5):
         self.maps = load_templates()
         self.rng = np.random.default_rng(seed)
         self.real_fraction = real_fraction
+        self.min_size = min_size
+        self.coarse_fraction = coarse_fraction
         self.deform = mt.Rand3DElastic(
             sigma_range=(6, 9), magnitude_range=(30, 150), prob=0.8, rotate_range=(0.3,) * 3,
             scale_range=(0.15,) * 3, padding_mode="zeros", mode="bilinear",
@@ -79,8 +82,17 @@ class SyntheticVolumes:
             volume = self.contrast() ** self.rng.uniform(0.6, 1.6)
         volume = self.deform(volume)
         volume = self.bias(volume.clamp_min(0)).clamp_min(0)
-        volume = self.degrade(normalize(volume))
+        volume = self.degrade(self.coarsen(normalize(volume)))
         return normalize(self.orient(volume))
+
+    def coarsen(self, volume: torch.Tensor) -> torch.Tensor:
+        """With probability ``coarse_fraction``, average onto a grid up to 3× coarser per axis
+        (independently: anisotropic voxels), keeping every axis at least ``min_size`` long."""
+        if self.rng.random() >= self.coarse_fraction:
+            return volume
+        size = volume.shape[1:]
+        low = [max(self.min_size, round(n / self.rng.uniform(1.0, 3.0))) for n in size]
+        return torch.as_tensor(mt.Resize(low, mode="area")(volume))
 
     def degrade(self, volume: torch.Tensor) -> torch.Tensor:
         """Random slice thickness along one axis, then Rician-like noise."""

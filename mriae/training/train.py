@@ -31,7 +31,7 @@ class BatchSampler:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1000)
-        self.volumes = SyntheticVolumes(config.seed, config.real_fraction)
+        self.volumes = SyntheticVolumes(config.seed, config.real_fraction, min_size=config.crop)
         self.volume = self.volumes()
         self.drawn = 0
 
@@ -127,7 +127,7 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
             x, mask = batch.to(device), mask.to(device)
             quant_step = float(math.exp(rng.uniform(math.log(config.min_step), math.log(config.max_step))))
             x_hat, likelihood = model(x, strides, quant_step)
-            loss, bpv, mse = rd_loss(x, x_hat, mask, likelihood, config.rd_lambda)
+            loss, bpv, mse = rd_loss(x, x_hat, mask, likelihood, config.lambda_at(quant_step))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
