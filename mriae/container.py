@@ -4,7 +4,8 @@
 
     magic     8 bytes   b"\\x89MRIAE\\r\\n"
     version   u16 LE    FORMAT_VERSION
-    header    u32 LE length, then zlib-compressed UTF-8 JSON (sorted keys)
+    header    u32 LE length, then UTF-8 JSON (sorted keys) compressed by zlib with the
+              preset dictionary HEADER_DICTIONARY
     chunks    u32 LE count, then per chunk: u64 LE length, then the chunk's bytes
     checksum  32 bytes  SHA-256 of everything above
 
@@ -21,8 +22,16 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRIAE\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _CHECKSUM_BYTES = 32
+HEADER_DICTIONARY = (
+    b'{"grid":{"affine":[1.0,0.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,1.0],"coding_affine":[,'
+    b'"coding_shape":[,"levels":[3,3,3],"padded_shape":[,"shape":[},"image":{"affine":[,"dtype":"<i2","<f4",'
+    b'"|u1","shape":[,"source":null,"suffix":".nii.gz"},"model":{"name":"default","sha256":"},"psnr":,'
+    b'"quality":,"step":,"volumes":[{"high":,"low":'
+)
+"""zlib preset dictionary of the header: the keys and common values of a typical header, so
+that a small file does not pay ~120 bytes to spell them out (part of format version 2)."""
 
 
 class ContainerError(ValueError):
@@ -39,7 +48,9 @@ class Container:
 
 def pack(header: dict, chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
     """Serialize ``header`` and ``chunks`` into the container layout."""
-    header_bytes = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"), 9)
+    compressor = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    header_bytes = compressor.compress(text) + compressor.flush()
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header_bytes)), header_bytes]
     parts.append(struct.pack("<I", len(chunks)))
     for chunk in chunks:
@@ -68,7 +79,11 @@ def unpack(data: bytes) -> Container:
     if reader.position != len(body):
         raise ContainerError("unexpected bytes after the last chunk")
     try:
-        header = json.loads(zlib.decompress(header_bytes).decode("utf-8"))
+        decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+        text = decompressor.decompress(header_bytes) + decompressor.flush()
+        if not decompressor.eof:
+            raise ValueError("the compressed header ends early")
+        header = json.loads(text.decode("utf-8"))
     except (ValueError, zlib.error) as error:
         raise ContainerError(f"header is not valid JSON ({error})") from error
     return Container(header, chunks)

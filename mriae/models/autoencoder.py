@@ -25,8 +25,8 @@ Strides = tuple[int, int, int]
 class AutoencoderConfig:
     """Architecture hyper-parameters; stored with the weights."""
 
-    hidden_channels: int = 48
-    latent_channels: int = 128
+    hidden_channels: int = 64
+    latent_channels: int = 192
     levels: int = 3
 
     def to_dict(self) -> dict[str, int]:

@@ -31,7 +31,7 @@ class _Deconv(nn.Module):
 class Decoder(nn.Module):
     """Synthesis transform of the codec for volumes strided on all axes; scriptable."""
 
-    def __init__(self, hidden_channels: int = 48, latent_channels: int = 128, levels: int = 3) -> None:
+    def __init__(self, hidden_channels: int = 64, latent_channels: int = 192, levels: int = 3) -> None:
         super().__init__()
         back = ([1] + [hidden_channels] * (levels - 1) + [latent_channels])[::-1]
         self.synthesis = nn.ModuleList(_Deconv(a, b) for a, b in zip(back[:-1], back[1:]))

@@ -33,8 +33,8 @@ class TrainConfig:
     refresh_every: int = 40
     checkpoint_every: int = 200
     threads: int = 2
-    hidden_channels: int = 48
-    latent_channels: int = 128
+    hidden_channels: int = 64
+    latent_channels: int = 192
     levels: int = 3
     checkpoint: str = "checkpoint.pt"
     log: str = "train_log.csv"
