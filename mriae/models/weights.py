@@ -21,7 +21,7 @@ from mriae.models.entropy import ChannelTable
 
 WEIGHTS_FORMAT = 2
 DEFAULT_WEIGHTS = "default"
-QUALITY_STEPS = (3.0, 2.4, 1.8, 1.35, 1.0, 0.75, 0.56, 0.42)
+QUALITY_STEPS = (4.0, 3.05, 2.33, 1.77, 1.35, 1.03, 0.79, 0.6)
 """Nominal latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity);
 each channel's own step derives from it (EntropyBottleneck.channel_steps)."""
 
