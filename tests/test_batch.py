@@ -160,6 +160,13 @@ def test_manifest_glob_and_job_yaml(dataset: Path, tmp_path: Path):
     shutil.rmtree(tmp_path / "out")
 
 
+def as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default disposition and not blocked, whatever
+    the pytest process (and the Dask threads it has started) left it at."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: Path):
     # Volumes big enough (~0.3 s each) that the job is still running when Ctrl-C arrives.
     dataset, output = tmp_path / "in", tmp_path / "out"
@@ -168,7 +175,8 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: 
         array = anatomy(mni_t1, (72, 80, 64), np.int16, 0, 1000 + 10 * index)
         nib.save(nib.Nifti1Image(array, np.eye(4)), dataset / f"sub-{index:02d}_T1w.nii.gz")
     command = [sys.executable, "-m", "mriae", "batch", str(dataset), str(output), "--workers", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_from_a_terminal)
     state = output / ".mriae-batch-state.jsonl"
     deadline = time.time() + 120
     while not (state.is_file() and state.read_text().count("\n") >= 2):
