@@ -1,8 +1,8 @@
 """Factorized entropy model (Ballé et al., 2018) and its bitstream through constriction.
 
 The density of each latent channel is a learned monotone cumulative function. For coding,
-its probability mass over the quantization bins is tabulated once per quantization step at
-export time; the tables ship with the weights, so encoder and decoder share bit-identical
+its probability mass over the quantization bins is tabulated once per quality level (at that
+level's channel steps) at export time; the tables ship with the weights, so encoder and decoder share bit-identical
 models on any machine and thread count.
 """
 
