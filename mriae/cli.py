@@ -14,13 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress as ProgressBar
 
 from mriae import api
-from mriae.codec import DEFAULT_QUALITY, CodecError
+from mriae.codec import DEFAULT_QUALITY, CodecError, spatial_shape
 from mriae.container import ContainerError, unpack
+from mriae.header import affine_of
 from mriae.io import ImageError
 from mriae.io.image import output_suffix
 
@@ -173,20 +175,18 @@ def info(
             "shape": image["shape"],
             "dtype": image["dtype"],
             "format": image["suffix"],
-            "spacing": [round(math.hypot(*image["affine"][i:12:4]), 6) for i in range(3)],
+            "spacing": [round(float(s), 6) for s in np.linalg.norm(affine_of(image)[:3, :3], axis=0)],
             "volumes": len(parsed.chunks),
             "quality": header["quality"],
             "bits_per_voxel": size * 8 / voxels,
             "psnr": header["psnr"],
             "model": header["model"],
-            "grid": header["grid"],
+            "coded_shape": (header.get("grid") or {}).get("shape", list(spatial_shape(image["shape"]))),
         }
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
-        grid = summary.pop("grid")
-        summary["grid"] = f"{grid['shape']} → coded {grid['coding_shape']} → padded {grid['padded_shape']}"
-        summary["model"] = f"{header['model']['name']} (sha256 {header['model']['sha256'][:16]}…)"
+        summary["model"] = f"{header['model']['name']} (sha256 {header['model']['sha256']}…)"
         for key, value in summary.items():
             typer.echo(f"{key:>15}: {value}")
 

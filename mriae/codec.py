@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mriae import container
+from mriae.header import affine_of, affine_record, grid_of, grid_record
 from mriae.io import Image
 from mriae.models.entropy import decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
@@ -21,6 +22,8 @@ from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_netw
 from mriae.transforms.intensity import IntensityRange
 
 DEFAULT_QUALITY = 5
+MODEL_ID_DIGITS = 16
+"""Hex digits of the weights' SHA-256 a file records: 64 bits, ample to tell weights apart."""
 Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
@@ -47,13 +50,14 @@ class Stats:
         return self.compressed_bytes * 8 / self.voxels
 
 
-def volumes_of(array: np.ndarray) -> np.ndarray:
-    """View an (X, Y, Z, ...) array as (X, Y, Z, N): the series of 3D volumes it holds.
+def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The 3D volume shape of an array of ``shape``: 1D and 2D get unit trailing axes."""
+    return tuple((tuple(int(n) for n in shape) + (1, 1, 1))[:3])  # type: ignore[return-value]
 
-    1D and 2D arrays are one volume with unit trailing axes.
-    """
-    spatial = (tuple(array.shape) + (1, 1, 1))[:3]
-    return array.reshape(spatial + (-1,), order="F")
+
+def volumes_of(array: np.ndarray) -> np.ndarray:
+    """View an (X, Y, Z, ...) array as (X, Y, Z, N): the series of 3D volumes it holds."""
+    return array.reshape(spatial_shape(array.shape) + (-1,), order="F")
 
 
 def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -98,7 +102,7 @@ def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int
     """(chunk, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
     latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
     symbols = codec.model.entropy_bottleneck.quantize(latents, codec.latent_steps(quality))
-    chunk = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy().astype(np.int32), codec.tables[quality - 1])
+    chunk = encode_symbols(symbols[0].numpy().astype(np.int32), codec.tables[quality - 1])
     return chunk, synthesize(codec, symbols, grid, quality)
 
 
@@ -106,9 +110,8 @@ def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int
 @single_threaded()
 def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int) -> np.ndarray:
     """Reconstruction in [0, 1] of one volume from its chunk."""
-    shape = latent_shape(grid)
-    symbols = decode_symbols(chunk, codec.tables[quality - 1], int(np.prod(shape)))
-    latents = torch.from_numpy(symbols.astype(np.float32)).reshape(1, codec.model.config.latent_channels, *shape)
+    symbols = decode_symbols(chunk, codec.tables[quality - 1], latent_shape(grid))
+    latents = torch.from_numpy(symbols.astype(np.float32))[None]
     return synthesize(codec, latents, grid, quality)
 
 
@@ -122,7 +125,7 @@ def compress_image(
 ) -> tuple[bytes, Stats]:
     """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`."""
     codec = load_codec(weights)
-    step = codec.step(quality)  # checks the quality level before any work
+    codec.step(quality)  # checks the quality level before any work
     volumes = volumes_of(image.array)
     grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
     chunks, ranges = [], []
@@ -130,7 +133,7 @@ def compress_image(
     for index in range(volumes.shape[3]):
         volume = volumes[..., index]
         intensity = IntensityRange.of(volume)
-        ranges.append({"low": intensity.low, "high": intensity.high})
+        ranges.append([intensity.low, intensity.high])
         if intensity.constant:
             chunk, scaled = b"", np.zeros(volume.shape, dtype=np.float32)
         else:
@@ -141,15 +144,15 @@ def compress_image(
             progress(index + 1, volumes.shape[3])
     quality_db = psnr(volumes, reconstruction)
     header = {
-        "image": {"suffix": image.suffix, "affine": image.affine.ravel().tolist(), "dtype": image.array.dtype.str,
+        "image": {"suffix": image.suffix, **affine_record(image.affine), "dtype": image.array.dtype.str,
                   "shape": list(image.array.shape), "source": image.source},
         "volumes": ranges,
-        "grid": grid.to_dict(),
-        "model": {"name": codec.name, "sha256": codec.sha256},
+        "model": {"name": codec.name, "sha256": codec.sha256[:MODEL_ID_DIGITS]},
         "quality": quality,
-        "step": step,
-        "psnr": quality_db if np.isfinite(quality_db) else None,
+        "psnr": round(quality_db, 2) if np.isfinite(quality_db) else None,
     }
+    if grid.resampled:
+        header["grid"] = grid_record(grid)
     data = container.pack(header, chunks)
     raw_size = original_bytes if original_bytes is not None else image.array.nbytes
     return data, Stats(raw_size, len(data), int(image.array.size), quality_db)
@@ -161,11 +164,11 @@ def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
     header = parsed.header
     try:
         model_record, image_record = header["model"], header["image"]
-        grid = GridPlan.from_dict(header["grid"])
-        ranges = [IntensityRange(r["low"], r["high"]) for r in header["volumes"]]
+        ranges = [IntensityRange(float(low), float(high)) for low, high in header["volumes"]]
         quality = int(header["quality"])
         dtype = np.dtype(image_record["dtype"])
         shape = tuple(image_record["shape"])
+        affine = affine_of(image_record)
     except (KeyError, TypeError, ValueError) as error:
         raise CodecError(f"header is incomplete or malformed ({error})") from error
     if len(ranges) != len(parsed.chunks):
@@ -174,11 +177,15 @@ def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
         codec = load_codec(model_record["name"])
     except FileNotFoundError as error:
         raise CodecError(f"made with weights '{model_record['name']}', which are not installed") from error
-    if codec.sha256 != model_record["sha256"]:
+    if codec.sha256[:MODEL_ID_DIGITS] != model_record["sha256"]:
         raise CodecError(
             f"made with weights '{model_record['name']}' sha256 {model_record['sha256'][:12]}…, "
             f"but the installed ones are {codec.sha256[:12]}…"
         )
+    try:
+        grid = grid_of(header.get("grid"), spatial_shape(shape), affine, codec.model.config.levels)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CodecError(f"header grid is malformed ({error})") from error
     if quality not in codec.qualities:
         raise CodecError(f"quality {quality} is not a level of weights '{codec.name}'")
     array = np.empty(grid.shape + (len(ranges),), dtype=dtype)
@@ -188,5 +195,4 @@ def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
         if progress:
             progress(index + 1, len(ranges))
     array = array.reshape(shape, order="F")
-    affine = np.asarray(image_record["affine"], dtype=np.float64).reshape(4, 4)
     return Image(array, affine, image_record["suffix"], image_record["source"])

@@ -99,7 +99,7 @@ def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path: Path, scan: Path)
     cases = {
         "truncated.mriae": (good[: len(good) // 3], "truncated"),
         "corrupt.mriae": (good[:100] + bytes([good[100] ^ 1]) + good[101:], "corrupt"),
-        "future.mriae": (good[:8] + (9).to_bytes(2, "little") + good[10:], "format version 9 is not supported"),
+        "future.mriae": (good[:4] + bytes([9]) + good[5:], "format version 9 is not supported"),
         "notmriae.mriae": (b"hello world" * 10, "not an .mriae file"),
     }
     for name, (data, message) in cases.items():

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.entropy import ESCAPE_LIMIT, decode_symbols, encode_symbols
+from mriae.models.context import CONTEXT_BOUNDS, CONTEXTS, anchor_mask, contexts
+from mriae.models.entropy import ESCAPE_LIMIT, decode_symbols, encode_symbols, with_context_rows
 
 
 @pytest.fixture(scope="module")
@@ -14,35 +15,72 @@ def bottleneck():
     return model.entropy_bottleneck
 
 
-def test_symbols_round_trip_bit_exactly_including_escapes(bottleneck):
-    tables = bottleneck.coding_tables(bottleneck.channel_steps(1.0))
+def context_tables(bottleneck, step=1.0, calibration=()):
+    return with_context_rows(bottleneck.coding_tables(bottleneck.channel_steps(step)), list(calibration))
+
+
+@pytest.mark.parametrize("shape", [(8, 9, 7), (1, 1, 1), (1, 2, 1)])
+def test_symbols_round_trip_bit_exactly_including_escapes(bottleneck, shape):
     rng = np.random.default_rng(1)
-    symbols = rng.integers(-3, 4, size=(6, 500)).astype(np.int32)
-    symbols[0, 0] = 10_000  # far outside every table: escaped
-    symbols[5, 499] = -ESCAPE_LIMIT + 10
+    tables = context_tables(bottleneck, calibration=[rng.integers(-2, 3, size=(6, 5, 6, 7))])
+    symbols = rng.integers(-3, 4, size=(6, *shape)).astype(np.int32)
+    symbols[0, 0, 0, 0] = 10_000  # far outside every table: escaped
+    symbols[5, -1, -1, -1] = -ESCAPE_LIMIT + 10
     data = encode_symbols(symbols, tables)
-    assert np.array_equal(decode_symbols(data, tables, 500), symbols)
+    assert np.array_equal(decode_symbols(data, tables, shape), symbols)
+
+
+def information_bits(symbols, tables):
+    """Ideal code length of (C, D, H, W) symbols inside the tables: anchors by row 0, the
+    others by the row of their context."""
+    anchors = anchor_mask(symbols.shape[1:])
+    bits = 0.0
+    for table, values in zip(tables, symbols):
+        rows = np.where(anchors, 0, 1 + contexts(values))
+        p = table.probabilities[rows, values - table.offset]
+        bits += -np.log2(p / table.probabilities[rows].sum(axis=-1)).sum()
+    return bits
 
 
 def test_coded_size_is_close_to_the_model_information_content(bottleneck):
-    tables = bottleneck.coding_tables(bottleneck.channel_steps(1.0))
     rng = np.random.default_rng(2)
-    symbols = np.stack(
-        [t.offset + rng.choice(len(t.probabilities) - 1, size=4000, p=t.probabilities[:-1] / t.probabilities[:-1].sum())
-         for t in tables]
-    ).astype(np.int32)
-    bits = sum(
-        -np.log2(t.probabilities[row - t.offset] / t.probabilities.sum()).sum() for t, row in zip(tables, symbols)
-    )
+    tables = context_tables(bottleneck, calibration=[rng.integers(-1, 2, size=(6, 16, 16, 16))])
+    row = [t.probabilities[0, :-1] / t.probabilities[0, :-1].sum() for t in tables]
+    symbols = np.stack([t.offset + rng.choice(len(r), size=(20, 20, 10), p=r) for t, r in zip(tables, row)]).astype(np.int32)
+    bits = information_bits(symbols, tables)
     coded_bits = len(encode_symbols(symbols, tables)) * 8
     assert bits <= coded_bits <= bits * 1.01 + 64
 
 
 def test_tables_sum_to_one_and_widen_with_finer_steps(bottleneck):
-    coarse, fine = (bottleneck.coding_tables(bottleneck.channel_steps(step)) for step in (2.0, 0.5))
+    coarse, fine = (context_tables(bottleneck, step) for step in (2.0, 0.5))
     for a, b in zip(coarse, fine):
-        assert abs(a.probabilities.sum() - 1.0) < 1e-4
-        assert len(b.probabilities) > len(a.probabilities)
+        assert a.probabilities.shape[0] == 1 + CONTEXTS
+        assert np.allclose(a.probabilities.sum(axis=1), 1.0, atol=1e-4)
+        assert b.probabilities.shape[1] > a.probabilities.shape[1]
+
+
+def test_contexts_count_the_magnitudes_of_the_six_anchor_neighbours():
+    symbols = np.zeros((3, 3, 3), dtype=np.int32)
+    symbols[1, 0, 1] = -2  # anchors: (i + j + k) even, like every neighbour of the centre (1, 1, 1)
+    symbols[1, 1, 0] = 3
+    assert contexts(symbols)[1, 1, 1] == 3  # 2 + 3 = 5 lies in the bounds' fourth interval, 4..6
+    symbols[1, 2, 1] = 5
+    assert contexts(symbols)[1, 1, 1] == 4  # 2 + 3 + 5 = 10: the fifth interval, 7..10
+    symbols[0, 0, 1] = 50  # not an anchor: the decoder does not have it yet, so it must not count
+    assert contexts(symbols)[1, 1, 1] == 4
+    assert contexts(symbols)[2, 1, 2] == 0 and CONTEXTS == 6
+    symbols[1, 1, 2] = 1
+    assert contexts(symbols)[1, 1, 1] == 5  # 11: above the last bound
+
+
+def test_context_rows_learn_that_busy_neighbourhoods_hold_larger_symbols(bottleneck):
+    rng = np.random.default_rng(3)
+    smooth = np.repeat(np.repeat(np.repeat(rng.integers(-4, 5, size=(6, 4, 4, 4)), 4, 1), 4, 2), 4, 3)
+    table = context_tables(bottleneck, calibration=[smooth] * 4)[0]
+    zero = -table.offset
+    quiet, busy = table.probabilities[1], table.probabilities[CONTEXTS]
+    assert quiet[zero] > table.probabilities[0, zero] and quiet[zero] > 2 * busy[zero]
 
 
 def test_channel_steps_follow_their_learned_slopes_within_bounds():

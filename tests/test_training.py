@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from mriae.models.context import CONTEXTS
 from mriae.models.weights import WEIGHTS_FORMAT
 from mriae.training.config import TrainConfig
 
@@ -14,7 +15,7 @@ def test_train_resumes_logs_and_exports(tmp_path):
     config = tmp_path / "tiny.yaml"
     settings = (
         "seed: 3\nbatch_size: 1\ncrop: 16\nhidden_channels: 4\nlatent_channels: 4\nlevels: 2\n"
-        "refresh_every: 1000\ncheckpoint_every: 1\nthreads: 1\nexport: tiny.pt\n"
+        "refresh_every: 1000\ncheckpoint_every: 1\nthreads: 1\nexport: tiny.pt\ncalibration_volumes: 1\n"
     )
     config.write_text(settings + "total_steps: 2\n")
     first = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True)
@@ -34,6 +35,7 @@ def test_train_resumes_logs_and_exports(tmp_path):
     assert weights["config"] == {"hidden_channels": 4, "latent_channels": 4, "levels": 2}
     assert len(weights["tables"]) == len(weights["steps"]) == 8
     assert all(len(level["probabilities"]) == 4 for level in weights["tables"])
+    assert {tuple(p.shape[:1]) for level in weights["tables"] for p in level["probabilities"]} == {(1 + CONTEXTS,)}
     slopes = weights["state_dict"]["entropy_bottleneck.step_slopes"].clamp(-1, 1)
     for step, level in zip(weights["steps"], weights["tables"]):
         assert torch.allclose(level["channel_steps"], step ** (1 + slopes))

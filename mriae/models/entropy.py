@@ -2,8 +2,9 @@
 
 The density of each latent channel is a learned monotone cumulative function. For coding,
 its probability mass over the quantization bins is tabulated once per quality level (at that
-level's channel steps) at export time; the tables ship with the weights, so encoder and decoder share bit-identical
-models on any machine and thread count.
+level's channel steps) at export time, and refined by the checkerboard contexts of
+mriae.models.context; the tables ship with the weights, so encoder and decoder share
+bit-identical models on any machine and thread count.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mriae.models.context import anchor_mask, contexts, fit_context_rows, table_indices
 
 TAIL_MASS = 1e-7
 """Probability left outside a channel's table on each side; such values are escaped."""
@@ -84,10 +87,19 @@ def channels_first(y: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ChannelTable:
-    """Coding table of one channel at one quantization step: symbols ``offset + i``."""
+    """Coding tables of one channel at one quantization step, over symbols ``offset + i``.
+
+    ``probabilities`` is float32 (rows, entries): row 0 codes the anchors, row 1 + k the
+    positions in context k (mriae.models.context); the last entry is the escape symbol.
+    Tables fresh from :meth:`EntropyBottleneck.coding_tables` have row 0 only.
+    """
 
     offset: int
-    probabilities: np.ndarray  # float32; the last entry is the escape symbol
+    probabilities: np.ndarray
+
+    @property
+    def escape(self) -> int:
+        return self.probabilities.shape[1] - 1
 
 
 class EntropyBottleneck(nn.Module):
@@ -149,35 +161,68 @@ class EntropyBottleneck(nn.Module):
         for c in range(self.density.channels):
             row = mass[c, int(low[c]) - first : int(high[c]) - first + 1]
             escape = max(1.0 - row.sum(), 2 * TAIL_MASS)
-            tables.append(ChannelTable(int(low[c]), np.append(row, escape).astype(np.float32)))
+            tables.append(ChannelTable(int(low[c]), np.append(row, escape).astype(np.float32)[None]))
         return tables
 
 
+def _encode(coder: constriction.stream.stack.AnsCoder, values: np.ndarray, table: ChannelTable, rows: np.ndarray) -> None:
+    """Push ``values`` (table indices, escape for values outside the table) with ``rows``
+    (one row for all, or one per value), then their escaped values, so that a decoder pops
+    them in that order."""
+    if not values.size:
+        return
+    index = table_indices(values, table.offset, table.escape)
+    outside = index == table.escape
+    raw = np.clip(values[outside].astype(np.int64) - table.offset, -ESCAPE_LIMIT, ESCAPE_LIMIT)
+    coder.encode_reverse(raw.astype(np.int32), _ESCAPE_MODEL)
+    if rows.ndim == 1:
+        coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Categorical(rows, perfect=False))
+    else:
+        coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
+
+
+def _decode(coder: constriction.stream.stack.AnsCoder, count: int, table: ChannelTable, rows: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_encode`: ``count`` symbol values (as many as ``rows`` if 2D)."""
+    if not (count if rows.ndim == 1 else len(rows)):
+        return np.zeros(0, dtype=np.int64)
+    if rows.ndim == 1:
+        index = coder.decode(constriction.stream.model.Categorical(rows, perfect=False), count)
+    else:
+        index = coder.decode(constriction.stream.model.Categorical(perfect=False), rows)
+    index = index.astype(np.int64)
+    outside = index == table.escape
+    index[outside] = coder.decode(_ESCAPE_MODEL, int(outside.sum()))
+    return index + table.offset
+
+
+def with_context_rows(tables: list[ChannelTable], calibration: list[np.ndarray]) -> list[ChannelTable]:
+    """``tables`` (row 0 only) with their context rows counted over the ``calibration``
+    symbols, each shaped (C, D, H, W) (see mriae.models.context.fit_context_rows)."""
+    return [
+        ChannelTable(table.offset, fit_context_rows(table.offset, table.probabilities[0], [s[c] for s in calibration]))
+        for c, table in enumerate(tables)
+    ]
+
+
 def encode_symbols(symbols: np.ndarray, tables: list[ChannelTable]) -> bytes:
-    """Entropy-code integer ``symbols`` shaped (C, N) with one table per channel."""
+    """Entropy-code integer ``symbols`` shaped (C, D, H, W) with one table per channel (with
+    context rows): per channel its anchors, then the other positions in their contexts."""
     coder = constriction.stream.stack.AnsCoder()
+    anchors = anchor_mask(symbols.shape[1:])
     for c in reversed(range(symbols.shape[0])):
-        table = tables[c]
-        escape = len(table.probabilities) - 1
-        index = symbols[c].astype(np.int64) - table.offset
-        outside = (index < 0) | (index >= escape)
-        raw = np.clip(index[outside], -ESCAPE_LIMIT, ESCAPE_LIMIT).astype(np.int32)
-        coder.encode_reverse(raw, _ESCAPE_MODEL)
-        coded = np.where(outside, escape, index).astype(np.int32)
-        coder.encode_reverse(coded, constriction.stream.model.Categorical(table.probabilities, perfect=False))
+        table, values = tables[c], symbols[c]
+        _encode(coder, values[~anchors], table, table.probabilities[1 + contexts(values)[~anchors]])
+        _encode(coder, values[anchors], table, table.probabilities[0])
     return coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_symbols(data: bytes, tables: list[ChannelTable], count: int) -> np.ndarray:
-    """Inverse of :func:`encode_symbols`: (C, count) int32 symbols from ``data``."""
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    coder = constriction.stream.stack.AnsCoder(words)
-    symbols = np.empty((len(tables), count), dtype=np.int32)
+def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`: (C, D, H, W) int32 symbols from ``data``."""
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    anchors = anchor_mask(shape)
+    symbols = np.zeros((len(tables), *shape), dtype=np.int32)
     for c, table in enumerate(tables):
-        escape = len(table.probabilities) - 1
-        model = constriction.stream.model.Categorical(table.probabilities, perfect=False)
-        index = coder.decode(model, count).astype(np.int64)
-        outside = index == escape
-        index[outside] = coder.decode(_ESCAPE_MODEL, int(outside.sum()))
-        symbols[c] = index + table.offset
+        values = symbols[c]
+        values[anchors] = _decode(coder, int(anchors.sum()), table, table.probabilities[0])
+        values[~anchors] = _decode(coder, 0, table, table.probabilities[1 + contexts(values)[~anchors]])
     return symbols

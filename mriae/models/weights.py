@@ -1,5 +1,5 @@
 """Shipped codec weights: network parameters plus, per quality, the channel quantization steps
-and the entropy coder's tables.
+and the entropy coder's tables (factorized rows and checkerboard context rows).
 
 A weights file is a plain ``torch.save`` dict of tensors, numbers and strings, loaded with
 ``weights_only=True``. Its SHA-256 identifies it in every ``.mriae`` file it writes.
@@ -14,12 +14,13 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.entropy import ChannelTable
+from mriae.models.entropy import ChannelTable, with_context_rows
 
-WEIGHTS_FORMAT = 2
+WEIGHTS_FORMAT = 3
 DEFAULT_WEIGHTS = "default"
 QUALITY_STEPS = (4.0, 3.05, 2.33, 1.77, 1.35, 1.03, 0.79, 0.6)
 """Nominal latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity);
@@ -52,14 +53,18 @@ class Codec:
         return self.channel_steps[quality - 1]
 
 
-def export(model: Autoencoder, path: Path, steps: tuple[float, ...] = QUALITY_STEPS) -> None:
-    """Write ``model`` with its medians refreshed and its tables for every quality step."""
+def export(
+    model: Autoencoder, path: Path, calibration: list[torch.Tensor], steps: tuple[float, ...] = QUALITY_STEPS
+) -> None:
+    """Write ``model`` with its medians refreshed and, for every quality step, its coding
+    tables with context rows counted over the ``calibration`` latents (each (1, C, D, H, W))."""
     bottleneck = model.entropy_bottleneck
     bottleneck.update_medians()
     tables = []
     for step in steps:
         channel_steps = bottleneck.channel_steps(step).detach().cpu().float()
-        channel_tables = bottleneck.coding_tables(channel_steps)
+        symbols = [bottleneck.quantize(y.detach().cpu(), channel_steps)[0].numpy().astype(np.int32) for y in calibration]
+        channel_tables = with_context_rows(bottleneck.coding_tables(channel_steps), symbols)
         tables.append(
             {
                 "channel_steps": channel_steps,

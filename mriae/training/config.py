@@ -39,6 +39,7 @@ class TrainConfig:
     checkpoint: str = "checkpoint.pt"
     log: str = "train_log.csv"
     export: str = ""
+    calibration_volumes: int = 8
 
     def lambda_at(self, step: float) -> float:
         """Rate–distortion weight λ of a batch quantized at nominal ``step``."""

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
 from mriae.models.weights import export
 from mriae.training.config import TrainConfig
-from mriae.training.synthetic import SyntheticVolumes
+from mriae.training.synthetic import SyntheticVolumes, load_templates
+from mriae.transforms.geometry import plan_on, to_network_grid
 from mriae.transforms.grid import plan_grid
 
 
@@ -142,7 +143,8 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
                 report(f"step {step}: loss {loss.item():.4f} bpv {bpv.item():.3f} psnr {psnr:.2f}")
     save_checkpoint(model, optimizer, step, checkpoint)
     if config.export:
-        export(model.cpu(), Path(config.export))
+        model = model.cpu()
+        export(model, Path(config.export), calibration_latents(model, config.calibration_volumes, config.seed))
         report(f"exported weights to {config.export}")
     return checkpoint
 
@@ -161,5 +163,18 @@ def export_checkpoint(config: TrainConfig, output: Path | None = None) -> Path:
     state = torch.load(config.checkpoint, map_location="cpu", weights_only=True)
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
     model.load_state_dict(state["model"])
-    export(model, target)
+    export(model, target, calibration_latents(model, config.calibration_volumes, config.seed))
     return target
+
+
+@torch.no_grad()
+def calibration_latents(model: Autoencoder, count: int, seed: int) -> list[torch.Tensor]:
+    """Latents of the real T1 template and of ``count`` synthetic volumes, on the grids the
+    codec would pad them to: the symbols the context tables are counted over at export."""
+    volumes = SyntheticVolumes(seed, real_fraction=0.0, min_size=32)
+    drawn = [load_templates()["t1"][0]] + [volumes()[0] for _ in range(count)]
+    latents = []
+    for volume in drawn:
+        grid = plan_on(tuple(volume.shape), np.eye(4), model.config.levels)
+        latents.append(model.encode(to_network_grid(volume.numpy(), grid), grid.levels))
+    return latents

@@ -53,14 +53,26 @@ def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[
 
 
 def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple[float, ...] | None = None) -> GridPlan:
-    """Plan the grids of a 3D volume of ``shape`` for a network with ``levels`` stride-2 stages."""
+    """Plan the grids of a 3D volume of ``shape`` for a network with ``levels`` stride-2 stages,
+    resampled to ``spacing`` first if it is given."""
+    if spacing is None:
+        return plan_on(shape, affine, levels)
+    probe = _resample_to_spacing(np.zeros(tuple(int(n) for n in shape[:3]), dtype=np.float32), affine, spacing)
+    return plan_on(shape, affine, levels, tuple(int(n) for n in probe.shape[1:]), np.asarray(probe.affine))
+
+
+def plan_on(
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    levels: int,
+    coding_shape: tuple[int, ...] | None = None,
+    coding_affine: np.ndarray | None = None,
+) -> GridPlan:
+    """The plan of a volume of ``shape`` coded on its own grid, or on the given coding grid."""
     shape = tuple(int(n) for n in shape[:3])
     affine = np.asarray(affine, dtype=np.float64)
-    coding_shape, coding_affine = shape, affine
-    if spacing is not None:
-        probe = _resample_to_spacing(np.zeros(shape, dtype=np.float32), affine, spacing)
-        coding_shape = tuple(int(n) for n in probe.shape[1:])
-        coding_affine = np.asarray(probe.affine, dtype=np.float64)
+    coding_shape = shape if coding_shape is None else tuple(int(n) for n in coding_shape)
+    coding_affine = affine if coding_affine is None else np.asarray(coding_affine, dtype=np.float64)
     axis_levels, padded = plan_grid(coding_shape, levels)
     return GridPlan(
         shape, tuple(affine.ravel().tolist()), coding_shape, tuple(coding_affine.ravel().tolist()), padded, axis_levels
