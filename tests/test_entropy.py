@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.context import CONTEXT_BOUNDS, CONTEXTS, anchor_mask, contexts
+from mriae.models.context import CONTEXTS, all_contexts, channel_contexts
 from mriae.models.entropy import ESCAPE_LIMIT, decode_symbols, encode_symbols, with_context_rows
 
 
@@ -31,21 +31,20 @@ def test_symbols_round_trip_bit_exactly_including_escapes(bottleneck, shape):
 
 
 def information_bits(symbols, tables):
-    """Ideal code length of (C, D, H, W) symbols inside the tables: anchors by row 0, the
-    others by the row of their context."""
-    anchors = anchor_mask(symbols.shape[1:])
+    """Ideal code length of (C, D, H, W) symbols inside the tables, each by its context's row."""
     bits = 0.0
-    for table, values in zip(tables, symbols):
-        rows = np.where(anchors, 0, 1 + contexts(values))
-        p = table.probabilities[rows, values - table.offset]
-        bits += -np.log2(p / table.probabilities[rows].sum(axis=-1)).sum()
+    for table, values, context in zip(tables, symbols, all_contexts(symbols)):
+        rows = table.probabilities[context]
+        p = np.take_along_axis(rows, (values - table.offset)[..., None], axis=-1)[..., 0]
+        bits += -np.log2(p / rows.sum(axis=-1)).sum()
     return bits
 
 
 def test_coded_size_is_close_to_the_model_information_content(bottleneck):
     rng = np.random.default_rng(2)
     tables = context_tables(bottleneck, calibration=[rng.integers(-1, 2, size=(6, 16, 16, 16))])
-    row = [t.probabilities[0, :-1] / t.probabilities[0, :-1].sum() for t in tables]
+    factorized = bottleneck.coding_tables(bottleneck.channel_steps(1.0))
+    row = [t.probabilities[0, :-1] / t.probabilities[0, :-1].sum() for t in factorized]
     symbols = np.stack([t.offset + rng.choice(len(r), size=(20, 20, 10), p=r) for t, r in zip(tables, row)]).astype(np.int32)
     bits = information_bits(symbols, tables)
     coded_bits = len(encode_symbols(symbols, tables)) * 8
@@ -55,32 +54,46 @@ def test_coded_size_is_close_to_the_model_information_content(bottleneck):
 def test_tables_sum_to_one_and_widen_with_finer_steps(bottleneck):
     coarse, fine = (context_tables(bottleneck, step) for step in (2.0, 0.5))
     for a, b in zip(coarse, fine):
-        assert a.probabilities.shape[0] == 1 + CONTEXTS
+        assert a.probabilities.shape[0] == CONTEXTS
         assert np.allclose(a.probabilities.sum(axis=1), 1.0, atol=1e-4)
         assert b.probabilities.shape[1] > a.probabilities.shape[1]
 
 
-def test_contexts_count_the_magnitudes_of_the_six_anchor_neighbours():
-    symbols = np.zeros((3, 3, 3), dtype=np.int32)
-    symbols[1, 0, 1] = -2  # anchors: (i + j + k) even, like every neighbour of the centre (1, 1, 1)
-    symbols[1, 1, 0] = 3
-    assert contexts(symbols)[1, 1, 1] == 3  # 2 + 3 = 5 lies in the bounds' fourth interval, 4..6
-    symbols[1, 2, 1] = 5
-    assert contexts(symbols)[1, 1, 1] == 4  # 2 + 3 + 5 = 10: the fifth interval, 7..10
-    symbols[0, 0, 1] = 50  # not an anchor: the decoder does not have it yet, so it must not count
-    assert contexts(symbols)[1, 1, 1] == 4
-    assert contexts(symbols)[2, 1, 2] == 0 and CONTEXTS == 6
-    symbols[1, 1, 2] = 1
-    assert contexts(symbols)[1, 1, 1] == 5  # 11: above the last bound
+def test_contexts_combine_earlier_channels_and_anchor_neighbours():
+    symbols = np.zeros((3, 3, 3, 3), dtype=np.int32)
+    centre = (1, 1, 1)  # not an anchor: (i + j + k) odd; its six face neighbours are anchors
+    symbols[2, 1, 0, 1] = -2
+    symbols[2, 1, 1, 0] = 3
+    within = 1 + 3  # a non-anchor whose anchor neighbours sum to 5: the interval 4..6
+    assert all_contexts(symbols)[2][centre] == within
+    symbols[0][centre] = 7  # one earlier channel is nonzero here
+    assert all_contexts(symbols)[2][centre] == 1 * 7 + within
+    symbols[1][centre] = -1
+    symbols[2, 0, 0, 1] = 50  # not an anchor: the decoder does not have it yet, so it must not count
+    contexts = all_contexts(symbols)
+    assert contexts[2][centre] == 2 * 7 + within
+    assert contexts[2][0, 0, 0] == 0  # an anchor with no earlier nonzero channel
+    assert contexts[1][centre] == 1 * 7 + 1  # earlier: channel 0; no busy anchor neighbours in channel 1
+    assert CONTEXTS == 49
+
+
+def test_channel_by_channel_contexts_match_all_at_once():
+    rng = np.random.default_rng(4)
+    symbols = rng.integers(-2, 3, size=(5, 4, 6, 5)) * (rng.random((5, 4, 6, 5)) < 0.4)
+    earlier = np.zeros((4, 6, 5), dtype=np.int64)
+    for values, expected in zip(symbols, all_contexts(symbols)):
+        assert np.array_equal(channel_contexts(values, earlier), expected)
+        earlier += values != 0
 
 
 def test_context_rows_learn_that_busy_neighbourhoods_hold_larger_symbols(bottleneck):
     rng = np.random.default_rng(3)
     smooth = np.repeat(np.repeat(np.repeat(rng.integers(-4, 5, size=(6, 4, 4, 4)), 4, 1), 4, 2), 4, 3)
+    factorized = bottleneck.coding_tables(bottleneck.channel_steps(1.0))[0]
     table = context_tables(bottleneck, calibration=[smooth] * 4)[0]
     zero = -table.offset
-    quiet, busy = table.probabilities[1], table.probabilities[CONTEXTS]
-    assert quiet[zero] > table.probabilities[0, zero] and quiet[zero] > 2 * busy[zero]
+    quiet, busy = table.probabilities[1], table.probabilities[6]  # channel 0: no earlier channels
+    assert quiet[zero] > factorized.probabilities[0, zero] and quiet[zero] > 2 * busy[zero]
 
 
 def test_channel_steps_follow_their_learned_slopes_within_bounds():

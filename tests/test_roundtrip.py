@@ -122,5 +122,5 @@ def test_single_slices_do_not_pay_for_padding(mni_t1):
     replicated, _ = mriae.compress(np.repeat(distinct[3:4], 8, axis=0))
     eight, _ = mriae.compress(distinct)
     print(f"one slice {len(alone)} B, replicated ×8 {len(replicated)} B, 8 distinct slices {len(eight)} B")
-    assert len(alone) < 0.5 * len(eight)
+    assert len(alone) < 0.6 * len(eight)  # neighbouring 1 mm slices are alike: 8 cost ~2× one
     assert len(replicated) < 1.25 * len(alone)

@@ -35,7 +35,7 @@ def test_train_resumes_logs_and_exports(tmp_path):
     assert weights["config"] == {"hidden_channels": 4, "latent_channels": 4, "levels": 2}
     assert len(weights["tables"]) == len(weights["steps"]) == 8
     assert all(len(level["probabilities"]) == 4 for level in weights["tables"])
-    assert {tuple(p.shape[:1]) for level in weights["tables"] for p in level["probabilities"]} == {(1 + CONTEXTS,)}
+    assert {tuple(p.shape[:1]) for level in weights["tables"] for p in level["probabilities"]} == {(CONTEXTS,)}
     slopes = weights["state_dict"]["entropy_bottleneck.step_slopes"].clamp(-1, 1)
     for step, level in zip(weights["steps"], weights["tables"]):
         assert torch.allclose(level["channel_steps"], step ** (1 + slopes))

@@ -1,12 +1,18 @@
-"""Checkerboard context model over the quantized latents of one channel.
+"""Context model over the quantized latents: which table codes each symbol.
 
-The latent positions split like a 3D checkerboard. Anchors (``(i + j + k)`` even) are coded
-with the channel's factorized table; every other position with one of ``CONTEXTS`` tables,
-chosen by the summed magnitude of its six anchor neighbours, which the decoder already has.
-Latent magnitudes cluster at edges, so a position next to busy anchors is itself likely to be
-busy: this takes 10–20 % off the rate of the factorized prior. Contexts are integers computed
-from integers, so encoder and decoder agree on every machine; the tables are counted over
-calibration volumes when weights are exported.
+Channels are coded one after another, and within a channel the positions split like a 3D
+checkerboard: first the anchors (``(i + j + k)`` even), then the others. A symbol's context
+combines what the decoder already has:
+
+- **across channels**: how many earlier channels are nonzero at the same position (latent
+  activity is shared by the channels: an edge lights up many of them), in CROSS_BOUNDS
+  intervals;
+- **within the channel**, for non-anchors only: the summed magnitude of the six face
+  neighbours, which are all anchors, in NEIGHBOUR_BOUNDS intervals.
+
+Counted over calibration volumes, per channel, these tables take 20–50 % off the rate of the
+factorized prior on MRI (docs/benchmarks.md). Contexts are integers computed from decoded
+integers, so encoder and decoder agree on every machine.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-CONTEXT_BOUNDS = np.array([0, 1, 3, 6, 10])
-"""Upper bounds of the anchor-neighbour magnitude sums of contexts 0.. (the last is open)."""
-CONTEXTS = len(CONTEXT_BOUNDS) + 1
+CROSS_BOUNDS = np.array([0, 1, 2, 4, 8, 16])
+"""Upper bounds of the intervals of the number of earlier nonzero channels (the last is open)."""
+NEIGHBOUR_BOUNDS = np.array([0, 1, 3, 6, 10])
+"""Upper bounds of the intervals of the anchor-neighbour magnitude sum of a non-anchor."""
+_WITHIN = len(NEIGHBOUR_BOUNDS) + 2  # anchor, or one of the neighbour intervals
+CONTEXTS = (len(CROSS_BOUNDS) + 1) * _WITHIN
 PRIOR_COUNT = 50.0
 """Weight, in symbols, of the factorized table mixed into every counted context table."""
 
@@ -28,14 +37,25 @@ def anchor_mask(shape: tuple[int, ...]) -> np.ndarray:
     return (i + j + k) % 2 == 0
 
 
-def contexts(anchor_symbols: np.ndarray) -> np.ndarray:
-    """Context (0 … CONTEXTS − 1) of every position of one channel's (D, H, W) symbols, from
-    the values at the anchor positions only (the others are ignored)."""
-    magnitude = np.where(anchor_mask(anchor_symbols.shape), np.abs(anchor_symbols.astype(np.int64)), 0)
-    padded = np.pad(magnitude, 1)
-    total = (padded[:-2, 1:-1, 1:-1] + padded[2:, 1:-1, 1:-1] + padded[1:-1, :-2, 1:-1]
-             + padded[1:-1, 2:, 1:-1] + padded[1:-1, 1:-1, :-2] + padded[1:-1, 1:-1, 2:])
-    return np.searchsorted(CONTEXT_BOUNDS, total, side="left")
+def channel_contexts(values: np.ndarray, earlier_nonzero: np.ndarray) -> np.ndarray:
+    """Context (0 … CONTEXTS − 1) of every position of one channel's (D, H, W) symbols.
+
+    ``earlier_nonzero`` counts the nonzero earlier channels per position. Anchors' contexts
+    do not read ``values``; the others' read the anchors' values only.
+    """
+    anchors = anchor_mask(values.shape)
+    magnitude = np.pad(np.where(anchors, np.abs(values.astype(np.int64)), 0), 1)
+    neighbours = (magnitude[:-2, 1:-1, 1:-1] + magnitude[2:, 1:-1, 1:-1] + magnitude[1:-1, :-2, 1:-1]
+                  + magnitude[1:-1, 2:, 1:-1] + magnitude[1:-1, 1:-1, :-2] + magnitude[1:-1, 1:-1, 2:])
+    within = np.where(anchors, 0, 1 + np.searchsorted(NEIGHBOUR_BOUNDS, neighbours))
+    return np.searchsorted(CROSS_BOUNDS, earlier_nonzero) * _WITHIN + within
+
+
+def all_contexts(symbols: np.ndarray) -> np.ndarray:
+    """Contexts of all (C, D, H, W) ``symbols`` at once (as channel by channel decoding sees them)."""
+    nonzero = (symbols != 0).astype(np.int64)
+    earlier = np.cumsum(nonzero, axis=0) - nonzero
+    return np.stack([channel_contexts(values, before) for values, before in zip(symbols, earlier)])
 
 
 def table_indices(symbols: np.ndarray, offset: int, size: int) -> np.ndarray:
@@ -45,17 +65,12 @@ def table_indices(symbols: np.ndarray, offset: int, size: int) -> np.ndarray:
     return np.where((index < 0) | (index >= size), size, index)
 
 
-def fit_context_rows(
-    offset: int, factorized: np.ndarray, channel_symbols: Iterable[np.ndarray]
-) -> np.ndarray:
-    """(1 + CONTEXTS, len(factorized)) float32 rows of one channel: the factorized table
-    (anchors), then per context its symbol counts over ``channel_symbols`` (each (D, H, W))
-    plus PRIOR_COUNT × the factorized table, normalised."""
+def fit_context_rows(offset: int, factorized: np.ndarray, observed: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(CONTEXTS, len(factorized)) float32 rows of one channel: per context, its symbol counts
+    over the ``observed`` (symbols, contexts) pairs plus PRIOR_COUNT × the factorized table,
+    normalised."""
     counts = np.zeros((CONTEXTS, len(factorized)))
-    for symbols in channel_symbols:
-        others = ~anchor_mask(symbols.shape)
-        index = table_indices(symbols[others], offset, len(factorized) - 1)
-        np.add.at(counts, (contexts(symbols)[others], index), 1)
+    for symbols, context in observed:
+        np.add.at(counts, (context.ravel(), table_indices(symbols.ravel(), offset, len(factorized) - 1)), 1)
     mixed = counts + PRIOR_COUNT * factorized.astype(np.float64)
-    rows = np.vstack([factorized, mixed / mixed.sum(axis=1, keepdims=True)])
-    return rows.astype(np.float32)
+    return (mixed / mixed.sum(axis=1, keepdims=True)).astype(np.float32)

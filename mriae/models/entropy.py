@@ -2,8 +2,8 @@
 
 The density of each latent channel is a learned monotone cumulative function. For coding,
 its probability mass over the quantization bins is tabulated once per quality level (at that
-level's channel steps) at export time, and refined by the checkerboard contexts of
-mriae.models.context; the tables ship with the weights, so encoder and decoder share
+level's channel steps) at export time, then refined per context (mriae.models.context)
+by counting symbols over calibration volumes; the tables ship with the weights, so encoder and decoder share
 bit-identical models on any machine and thread count.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mriae.models.context import anchor_mask, contexts, fit_context_rows, table_indices
+from mriae.models.context import all_contexts, anchor_mask, channel_contexts, fit_context_rows, table_indices
 
 TAIL_MASS = 1e-7
 """Probability left outside a channel's table on each side; such values are escaped."""
@@ -28,6 +28,7 @@ STEP_SLOPE_LIMIT = 1.0
 ESCAPE_LIMIT = 2**20
 """Largest magnitude of an escaped symbol, relative to the channel's first table entry."""
 _ESCAPE_MODEL = constriction.stream.model.QuantizedLaplace(-ESCAPE_LIMIT, ESCAPE_LIMIT, 0.0, 64.0)
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)  # probabilities given per symbol
 
 
 class FactorizedDensity(nn.Module):
@@ -89,9 +90,9 @@ def channels_first(y: torch.Tensor) -> torch.Tensor:
 class ChannelTable:
     """Coding tables of one channel at one quantization step, over symbols ``offset + i``.
 
-    ``probabilities`` is float32 (rows, entries): row 0 codes the anchors, row 1 + k the
-    positions in context k (mriae.models.context); the last entry is the escape symbol.
-    Tables fresh from :meth:`EntropyBottleneck.coding_tables` have row 0 only.
+    ``probabilities`` is float32 (rows, entries), one row per context (mriae.models.context);
+    the last entry is the escape symbol. Tables fresh from
+    :meth:`EntropyBottleneck.coding_tables` have one row, the factorized density's.
     """
 
     offset: int
@@ -166,53 +167,48 @@ class EntropyBottleneck(nn.Module):
 
 
 def _encode(coder: constriction.stream.stack.AnsCoder, values: np.ndarray, table: ChannelTable, rows: np.ndarray) -> None:
-    """Push ``values`` (table indices, escape for values outside the table) with ``rows``
-    (one row for all, or one per value), then their escaped values, so that a decoder pops
-    them in that order."""
+    """Push ``values`` as table indices (the escape entry for values outside the table), one
+    table row per value, then the escaped values, so that a decoder pops them in that order."""
     if not values.size:
         return
     index = table_indices(values, table.offset, table.escape)
     outside = index == table.escape
     raw = np.clip(values[outside].astype(np.int64) - table.offset, -ESCAPE_LIMIT, ESCAPE_LIMIT)
     coder.encode_reverse(raw.astype(np.int32), _ESCAPE_MODEL)
-    if rows.ndim == 1:
-        coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Categorical(rows, perfect=False))
-    else:
-        coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
+    coder.encode_reverse(index.astype(np.int32), _CATEGORICAL, rows)
 
 
-def _decode(coder: constriction.stream.stack.AnsCoder, count: int, table: ChannelTable, rows: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_encode`: ``count`` symbol values (as many as ``rows`` if 2D)."""
-    if not (count if rows.ndim == 1 else len(rows)):
+def _decode(coder: constriction.stream.stack.AnsCoder, table: ChannelTable, rows: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_encode`: one symbol value per row of ``rows``."""
+    if not len(rows):
         return np.zeros(0, dtype=np.int64)
-    if rows.ndim == 1:
-        index = coder.decode(constriction.stream.model.Categorical(rows, perfect=False), count)
-    else:
-        index = coder.decode(constriction.stream.model.Categorical(perfect=False), rows)
-    index = index.astype(np.int64)
+    index = coder.decode(_CATEGORICAL, rows).astype(np.int64)
     outside = index == table.escape
     index[outside] = coder.decode(_ESCAPE_MODEL, int(outside.sum()))
     return index + table.offset
 
 
 def with_context_rows(tables: list[ChannelTable], calibration: list[np.ndarray]) -> list[ChannelTable]:
-    """``tables`` (row 0 only) with their context rows counted over the ``calibration``
-    symbols, each shaped (C, D, H, W) (see mriae.models.context.fit_context_rows)."""
+    """``tables`` (factorized row only) with their context rows counted over the
+    ``calibration`` symbols, each shaped (C, D, H, W) (see mriae.models.context)."""
+    contexts = [all_contexts(symbols) for symbols in calibration]
     return [
-        ChannelTable(table.offset, fit_context_rows(table.offset, table.probabilities[0], [s[c] for s in calibration]))
+        ChannelTable(table.offset, fit_context_rows(
+            table.offset, table.probabilities[0], [(s[c], k[c]) for s, k in zip(calibration, contexts)]))
         for c, table in enumerate(tables)
     ]
 
 
 def encode_symbols(symbols: np.ndarray, tables: list[ChannelTable]) -> bytes:
     """Entropy-code integer ``symbols`` shaped (C, D, H, W) with one table per channel (with
-    context rows): per channel its anchors, then the other positions in their contexts."""
+    context rows): channel by channel, its anchors then its other positions."""
     coder = constriction.stream.stack.AnsCoder()
     anchors = anchor_mask(symbols.shape[1:])
+    contexts = all_contexts(symbols)
     for c in reversed(range(symbols.shape[0])):
-        table, values = tables[c], symbols[c]
-        _encode(coder, values[~anchors], table, table.probabilities[1 + contexts(values)[~anchors]])
-        _encode(coder, values[anchors], table, table.probabilities[0])
+        table, values, context = tables[c], symbols[c], contexts[c]
+        for part in (~anchors, anchors):
+            _encode(coder, values[part], table, table.probabilities[context[part]])
     return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -221,8 +217,10 @@ def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, in
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
     anchors = anchor_mask(shape)
     symbols = np.zeros((len(tables), *shape), dtype=np.int32)
-    for c, table in enumerate(tables):
-        values = symbols[c]
-        values[anchors] = _decode(coder, int(anchors.sum()), table, table.probabilities[0])
-        values[~anchors] = _decode(coder, 0, table, table.probabilities[1 + contexts(values)[~anchors]])
+    earlier_nonzero = np.zeros(shape, dtype=np.int64)
+    for table, values in zip(tables, symbols):
+        for part in (anchors, ~anchors):
+            rows = table.probabilities[channel_contexts(values, earlier_nonzero)[part]]
+            values[part] = _decode(coder, table, rows)
+        earlier_nonzero += values != 0
     return symbols
