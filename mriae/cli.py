@@ -166,29 +166,38 @@ def info(
     with reported_errors(input, debug):
         parsed = unpack(input.read_bytes())
         header = parsed.header
-        image = header["image"]
-        voxels = math.prod(image["shape"])
-        size = input.stat().st_size
-        summary = {
-            "file": str(input),
-            "bytes": size,
-            "shape": image["shape"],
-            "dtype": image["dtype"],
-            "format": image["suffix"],
-            "spacing": [round(float(s), 6) for s in np.linalg.norm(affine_of(image)[:3, :3], axis=0)],
-            "volumes": len(parsed.chunks),
-            "quality": header["quality"],
-            "bits_per_voxel": size * 8 / voxels,
-            "psnr": header["psnr"],
-            "model": header["model"],
-            "coded_shape": (header.get("grid") or {}).get("shape", list(spatial_shape(image["shape"]))),
-        }
+        try:
+            summary = _summary(input, header, len(parsed.chunks))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CodecError(f"header is incomplete or malformed ({error!r})") from error
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
-        summary["model"] = f"{header['model']['name']} (sha256 {header['model']['sha256']}…)"
+        model = summary["model"]
+        summary["model"] = f"{model.get('name')} (sha256 {model.get('sha256')}…)"
         for key, value in summary.items():
             typer.echo(f"{key:>15}: {value}")
+
+
+def _summary(input: Path, header: dict, volumes: int) -> dict:
+    """What `mriae info` shows of a parsed header."""
+    image = header["image"]
+    voxels = math.prod(image["shape"])
+    size = input.stat().st_size
+    return {
+        "file": str(input),
+        "bytes": size,
+        "shape": image["shape"],
+        "dtype": image["dtype"],
+        "format": image["suffix"],
+        "spacing": [round(float(s), 6) for s in np.linalg.norm(affine_of(image)[:3, :3], axis=0)],
+        "volumes": volumes,
+        "quality": header["quality"],
+        "bits_per_voxel": size * 8 / voxels,
+        "psnr": header["psnr"],
+        "model": header["model"],
+        "coded_shape": (header.get("grid") or {}).get("shape", list(spatial_shape(image["shape"]))),
+    }
 
 
 @app.command()

@@ -26,6 +26,8 @@ MAGIC = b"\x89MRI"
 FORMAT_VERSION = 3
 _CHECKSUM = struct.Struct("<I")
 _DEFLATE_WINDOW = -15  # raw DEFLATE: the CRC-32 already guards the bytes
+HEADER_LIMIT = 64 << 20
+"""Largest decompressed header a reader accepts (a crafted file cannot exhaust memory)."""
 HEADER_DICTIONARY = (
     b'"grid":{"affine32":[1.0,0.0,0.0,,0.0,1.0,0.0,0.0,0.0,1.0,"shape":[1,,"image":{"affine":['
     b'"affine32":[-1.0,0.0,0.0,0.0,"dtype":"<i2","<f4","|u1","<u2","source":null,"suffix":".nii.gz"},'
@@ -81,22 +83,31 @@ def unpack(data: bytes) -> Container:
     if len(data) < len(MAGIC) + 1 + _CHECKSUM.size:
         raise ContainerError("file is truncated")
     body, checksum = data[: -_CHECKSUM.size], data[-_CHECKSUM.size :]
+    if _CHECKSUM.pack(zlib.crc32(body)) != checksum:
+        raise ContainerError("checksum mismatch: the file is corrupt or truncated")
     reader = _Reader(body, len(MAGIC) + 1)
     header_bytes = reader.take(reader.varint())
     chunks = tuple(reader.take(reader.varint()) for _ in range(reader.varint()))
-    if _CHECKSUM.pack(zlib.crc32(body)) != checksum:
-        raise ContainerError("checksum mismatch: the file is corrupt")
     if reader.position != len(body):
         raise ContainerError("unexpected bytes after the last chunk")
+    return Container(_header(header_bytes), chunks)
+
+
+def _header(compressed: bytes) -> dict:
+    """The JSON object in a header's DEFLATE stream; ContainerError if it is anything else."""
     try:
         decompressor = zlib.decompressobj(_DEFLATE_WINDOW, zdict=HEADER_DICTIONARY)
-        text = decompressor.decompress(header_bytes) + decompressor.flush()
-        if not decompressor.eof:
-            raise ValueError("the compressed header ends early")
+        text = decompressor.decompress(compressed, HEADER_LIMIT)
+        if decompressor.unconsumed_tail:
+            raise ValueError(f"it is larger than {HEADER_LIMIT >> 20} MiB")
+        if not decompressor.eof or decompressor.unused_data:
+            raise ValueError("its stream ends early or has bytes after its end")
         header = json.loads(text.decode("utf-8"))
     except (ValueError, zlib.error) as error:
-        raise ContainerError(f"header is not valid JSON ({error})") from error
-    return Container(header, chunks)
+        raise ContainerError(f"header is unreadable ({error})") from error
+    if not isinstance(header, dict):
+        raise ContainerError(f"header is a JSON {type(header).__name__}, not an object")
+    return header
 
 
 class _Reader:
@@ -115,6 +126,7 @@ class _Reader:
         return piece
 
     def varint(self) -> int:
+        """An unsigned LEB128 integer of at most 10 bytes."""
         value = 0
         for shift in range(0, 64, 7):
             byte = self.take(1)[0]

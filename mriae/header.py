@@ -19,7 +19,7 @@ def affine_record(affine: np.ndarray) -> dict[str, list[float]]:
     """``{"affine32": [...]}`` or ``{"affine": [...]}``: the rows of ``affine`` that
     :func:`affine_of` needs to rebuild it bit for bit."""
     affine = np.asarray(affine, dtype=np.float64).reshape(4, 4)
-    values = affine[:3] if tuple(affine[3]) == _LAST_ROW else affine
+    values = affine[:3] if affine[3].tobytes() == np.asarray(_LAST_ROW).tobytes() else affine
     flat = values.ravel()
     short = [float(str(np.float32(v))) for v in flat]
     if np.array_equal(np.asarray(short, dtype=np.float32).astype(np.float64), flat):
@@ -31,8 +31,10 @@ def affine_of(record: dict) -> np.ndarray:
     """The 4×4 float64 affine written by :func:`affine_record` into ``record``."""
     if "affine32" in record:
         values = np.asarray(record["affine32"], dtype=np.float32).astype(np.float64)
-    else:
+    elif "affine" in record:
         values = np.asarray(record["affine"], dtype=np.float64)
+    else:
+        raise ValueError("the image record has no affine")
     if values.size == 12:
         values = np.concatenate([values, _LAST_ROW])
     if values.size != 16:

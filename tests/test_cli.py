@@ -123,6 +123,14 @@ def test_missing_or_different_weights_are_reported(tmp_path: Path, scan: Path):
         assert_clean_failure(run("decompress", str(path)), name, message)
 
 
+def test_info_reports_a_malformed_header_in_one_line(tmp_path: Path):
+    path = tmp_path / "odd.mriae"
+    data = container.pack({"image": {"shape": [2, 2, 2], "dtype": "<i2", "suffix": ".nii"}, "quality": 1}, [b""])
+    path.write_bytes(data)
+    assert_clean_failure(run("info", str(path)), "odd.mriae", "header is incomplete or malformed", "has no affine")
+    assert path.read_bytes() == data
+
+
 def test_debug_shows_the_traceback(tmp_path: Path):
     bad = tmp_path / "bad.mriae"
     bad.write_bytes(b"nope")

@@ -3,7 +3,7 @@ import zlib
 
 import pytest
 
-from mriae.container import FORMAT_VERSION, MAGIC, ContainerError, pack, unpack
+from mriae.container import FORMAT_VERSION, HEADER_DICTIONARY, MAGIC, ContainerError, pack, unpack
 
 
 def test_pack_unpack_round_trip():
@@ -45,8 +45,43 @@ def test_a_small_file_costs_about_100_bytes_more_than_its_chunk():
     chunk = bytes(range(256)) * 2
     data = pack(header, [chunk])
     without_dictionary = len(zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9))
-    assert len(data) - len(chunk) < 110 < without_dictionary + 20
+    header_bytes = data[len(MAGIC) + 1]  # a one-byte varint: < 128
+    assert header_bytes < 0.6 * without_dictionary
+    assert len(data) - len(chunk) < 110
     assert unpack(data).header == header
+
+
+def with_header_stream(stream: bytes) -> bytes:
+    """A container whose header is the raw bytes ``stream``, with a valid checksum."""
+    body = MAGIC + bytes([FORMAT_VERSION, len(stream)]) + stream + b"\x00"
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def deflated(text: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARY)
+    return compressor.compress(text) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (deflated(b'{"a":1}') + b"xx", "header is unreadable .*bytes after its end"),
+        (deflated(b'{"a":1}')[:-2], "header is unreadable"),
+        (deflated(b"[1,2]"), "header is a JSON list, not an object"),
+        (deflated(b"{nope"), "header is unreadable"),
+    ],
+)
+def test_malformed_headers_are_rejected_even_with_a_valid_checksum(stream, message):
+    with pytest.raises(ContainerError, match=message):
+        unpack(with_header_stream(stream))
+
+
+def test_a_flipped_bit_anywhere_after_the_version_is_a_checksum_mismatch():
+    data = pack({"k": 1}, [b"abc", b""])
+    for position in range(len(MAGIC) + 1, len(data)):  # lengths and counts included
+        damaged = data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1 :]
+        with pytest.raises(ContainerError, match="checksum mismatch"):
+            unpack(damaged)
 
 
 @pytest.mark.parametrize("length", [0, 1, 127, 128, 300, 16384, 2**21 + 5])

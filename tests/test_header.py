@@ -35,9 +35,17 @@ def test_an_unusual_last_row_is_kept():
     assert np.array_equal(affine_of(affine_record(affine)), affine)
 
 
-def test_a_wrong_number_of_affine_values_is_an_error():
+def test_a_negative_zero_in_the_last_row_is_kept():
+    affine = np.eye(4)
+    affine[3, 0] = -0.0
+    assert affine_of(affine_record(affine)).tobytes() == affine.tobytes()
+
+
+def test_a_missing_or_wrong_sized_affine_is_an_error():
     with pytest.raises(ValueError, match="12 or 16 values, got 5"):
         affine_of({"affine": [1.0] * 5})
+    with pytest.raises(ValueError, match="the image record has no affine"):
+        affine_of({"shape": [2, 2, 2]})
 
 
 @pytest.mark.parametrize("spacing", [None, (2.0, 2.0, 2.0)])

@@ -10,8 +10,8 @@ combines what the decoder already has:
 - **within the channel**, for non-anchors only: the summed magnitude of the six face
   neighbours, which are all anchors, in NEIGHBOUR_BOUNDS intervals.
 
-Counted over calibration volumes, per channel, these tables take 20–50 % off the rate of the
-factorized prior on MRI (docs/benchmarks.md). Contexts are integers computed from decoded
+Counted over calibration volumes, per channel, these tables take 5–50 % off the rate of the
+factorized prior on MRI volumes (docs/benchmarks.md). Contexts are integers computed from decoded
 integers, so encoder and decoder agree on every machine.
 """
 
@@ -22,9 +22,11 @@ from collections.abc import Iterable
 import numpy as np
 
 CROSS_BOUNDS = np.array([0, 1, 2, 4, 8, 16])
-"""Upper bounds of the intervals of the number of earlier nonzero channels (the last is open)."""
+"""Inclusive upper bounds of the intervals of the number of earlier nonzero channels:
+{0}, {1}, {2}, {3, 4}, {5–8}, {9–16}, ≥ 17."""
 NEIGHBOUR_BOUNDS = np.array([0, 1, 3, 6, 10])
-"""Upper bounds of the intervals of the anchor-neighbour magnitude sum of a non-anchor."""
+"""Inclusive upper bounds of the intervals of a non-anchor's anchor-neighbour magnitude sum:
+{0}, {1}, {2, 3}, {4–6}, {7–10}, ≥ 11."""
 _WITHIN = len(NEIGHBOUR_BOUNDS) + 2  # anchor, or one of the neighbour intervals
 CONTEXTS = (len(CROSS_BOUNDS) + 1) * _WITHIN
 PRIOR_COUNT = 50.0
@@ -44,7 +46,7 @@ def channel_contexts(values: np.ndarray, earlier_nonzero: np.ndarray) -> np.ndar
     do not read ``values``; the others' read the anchors' values only.
     """
     anchors = anchor_mask(values.shape)
-    magnitude = np.pad(np.where(anchors, np.abs(values.astype(np.int64)), 0), 1)
+    magnitude = np.pad(np.abs(values.astype(np.int64)), 1)  # a non-anchor's face neighbours are anchors
     neighbours = (magnitude[:-2, 1:-1, 1:-1] + magnitude[2:, 1:-1, 1:-1] + magnitude[1:-1, :-2, 1:-1]
                   + magnitude[1:-1, 2:, 1:-1] + magnitude[1:-1, 1:-1, :-2] + magnitude[1:-1, 1:-1, 2:])
     within = np.where(anchors, 0, 1 + np.searchsorted(NEIGHBOUR_BOUNDS, neighbours))
@@ -68,7 +70,8 @@ def table_indices(symbols: np.ndarray, offset: int, size: int) -> np.ndarray:
 def fit_context_rows(offset: int, factorized: np.ndarray, observed: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """(CONTEXTS, len(factorized)) float32 rows of one channel: per context, its symbol counts
     over the ``observed`` (symbols, contexts) pairs plus PRIOR_COUNT × the factorized table,
-    normalised."""
+    normalised. Entries may round to 0 in float32; constriction's non-perfect categorical
+    still gives every entry a nonzero probability, so every symbol stays codable."""
     counts = np.zeros((CONTEXTS, len(factorized)))
     for symbols, context in observed:
         np.add.at(counts, (context.ravel(), table_indices(symbols.ravel(), offset, len(factorized) - 1)), 1)

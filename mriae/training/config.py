@@ -16,7 +16,8 @@ class TrainConfig:
     A batch quantized at nominal step ``s`` (drawn log-uniformly in [min_step, max_step]) is
     trained with the loss bits + λ(s)·MSE, λ(s) = rd_lambda · s ** -lambda_exponent: with an
     exponent of 2 every step is an optimal rate–distortion trade-off at high rate (D ∝ s²),
-    so fine steps buy fidelity instead of saturating.
+    so fine steps buy fidelity instead of saturating. At export, the context tables are
+    counted over the real T1 template plus ``calibration_volumes`` synthetic volumes.
     """
 
     seed: int = 0
