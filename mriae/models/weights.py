@@ -1,5 +1,5 @@
 """Shipped codec weights: network parameters plus, per quality, the channel quantization steps
-and the entropy coder's tables (factorized rows and checkerboard context rows).
+and the entropy coder's tables (one row per context of mriae.models.context).
 
 A weights file is a plain ``torch.save`` dict of tensors, numbers and strings, loaded with
 ``weights_only=True``. Its SHA-256 identifies it in every ``.mriae`` file it writes.
