@@ -1,0 +1,65 @@
+"""Write the golden .mriae files of the current container version (run once per version).
+
+    python tests/golden/make_golden.py
+
+Each file is made from a seeded synthetic volume, so nothing real is needed; the expected
+checksums of its decoded latents and voxels go to ``v<version>.json`` beside it. A test
+(tests/test_golden.py) decodes every committed version with the current code and compares.
+Files of a version are written once, by the code of that version, and never regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import mriae
+from mriae.container import FORMAT_VERSION
+
+HERE = Path(__file__).parent
+SAMPLE = HERE.parent.parent / "sample_data" / "mni152_t1_2mm.nii.gz"
+
+
+def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """(array, affine, quality) of each golden case, from a fixed seed."""
+    rng = np.random.default_rng(20261130)
+    x, y, z = np.meshgrid(np.linspace(-1, 1, 23), np.linspace(-1, 1, 19), np.linspace(-1, 1, 11), indexing="ij")
+    head = 900 * np.exp(-(x**2 + y**2 + z**2) * 2) + 80 * np.sin(6 * x) * (x**2 + y**2 < 0.6)
+    t1 = np.rint(head + rng.normal(0, 12, head.shape)).astype(np.int16)
+    oblique = np.array([[0.9, 0.1, 0, -10.5], [-0.1, 0.9, 0, 20.25], [0, 0, 2.5, -7.0], [0, 0, 0, 1]])
+    series = np.stack([head * (1 + 0.1 * t) + rng.normal(0, 5, head.shape) for t in range(2)], axis=-1)
+    return {
+        "t1_int16": (t1, oblique, 5),
+        "series_float32": (series[::2, ::2].astype(np.float32), np.diag([2.0, 2.0, 3.0, 1.0]), 2),
+    }
+
+
+def decoded_checksum(data: bytes) -> str:
+    """SHA-256 of the decoded voxels (C order, their own dtype)."""
+    return hashlib.sha256(np.ascontiguousarray(mriae.decompress(data).array).tobytes()).hexdigest()
+
+
+def main() -> int:
+    record = {}
+    cases = {name: mriae.compress(array, affine=affine, quality=quality)[0]
+             for name, (array, affine, quality) in volumes().items()}
+    cases["mni152_2mm_nifti"] = mriae.compress(SAMPLE, quality=1)[0]  # a real NIfTI header travels too
+    for name, data in cases.items():
+        path = HERE / f"v{FORMAT_VERSION}_{name}.mriae"
+        if path.exists():
+            print(f"{path} exists: golden files are never regenerated", file=sys.stderr)
+            return 1
+        path.write_bytes(data)
+        image = mriae.decompress(data)
+        record[path.name] = {"file_sha256": hashlib.sha256(data).hexdigest(), "voxels_sha256": decoded_checksum(data),
+                             "shape": list(image.array.shape), "dtype": image.array.dtype.str}
+    (HERE / f"v{FORMAT_VERSION}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
