@@ -13,13 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mriae import container
-from mriae.header import affine_of, affine_record, grid_of, grid_record
+import zlib
+
+from mriae import container, exact
+from mriae.header import Header, ImageInfo, VolumeInfo, grid_of, grid_record, header_record, read
 from mriae.io import Image
-from mriae.models.entropy import decode_symbols, encode_symbols
+from mriae.limits import Limits
+from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
-from mriae.transforms.intensity import IntensityRange
+from mriae.transforms.intensity import IntensityRange, outlier_mask
 
 DEFAULT_QUALITY = 5
 MODEL_ID_DIGITS = 16
@@ -28,8 +31,20 @@ Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
 
+LABEL_VALUES = 64
+"""An integer image with at most this many distinct values is a label map or mask: coded
+exactly, since any other value would be a wrong label."""
+EXACT_INTEGER = 2**53
+"""Integer voxels must lie within ±EXACT_INTEGER to be coded lossily: the range is kept as float64."""
+
+
 class CodecError(ValueError):
-    """A container this installation cannot decode (missing or mismatched weights, bad header)."""
+    """A container this installation cannot decode (missing or mismatched weights, a stream
+    that does not decode to what its header says)."""
+
+
+class UncodableError(ValueError):
+    """An image the codec refuses because it cannot code it as promised; says why."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +76,39 @@ def volumes_of(array: np.ndarray) -> np.ndarray:
 
 
 def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
-    """PSNR in dB with peak = max − min of ``original`` over all voxels."""
+    """PSNR in dB with peak = max − min of ``original`` over all voxels (computed on a
+    common scale, so that values near the float64 limits do not overflow)."""
     original = np.asarray(original, dtype=np.float64)
-    mse = float(np.mean((original - np.asarray(reconstruction, dtype=np.float64)) ** 2))
+    reconstruction = np.asarray(reconstruction, dtype=np.float64)
+    scale = max(float(np.abs(original).max()), float(np.abs(reconstruction).max()), 1.0)
+    original, reconstruction = original / scale, reconstruction / scale
+    mse = float(np.mean((original - reconstruction) ** 2))
     peak = float(original.max() - original.min())
     if mse == 0:
         return float("inf")
-    return 10 * np.log10(peak**2 / mse) if peak > 0 else float("-inf")
+    return float(20 * np.log10(peak) - 10 * np.log10(mse)) if peak > 0 else float("-inf")
+
+
+def check_codable(array: np.ndarray) -> None:
+    """Raise UncodableError unless ``array``'s voxel type and values can be coded."""
+    kind = array.dtype.kind
+    if kind not in "biuf" or array.dtype.itemsize > 8:
+        raise UncodableError(f"voxel type {array.dtype} cannot be coded (booleans, integers and floats can)")
+    if array.size == 0:
+        raise UncodableError(f"image has no voxels (shape {array.shape})")
+    if kind == "f" and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise UncodableError(f"image contains {bad} NaN or infinite voxel{'s' * (bad > 1)}, which cannot be coded")
+
+
+def is_label_map(array: np.ndarray) -> bool:
+    """True for a boolean image, or an integer one with at most LABEL_VALUES distinct values."""
+    if array.dtype.kind == "b":
+        return True
+    if array.dtype.kind not in "iu":
+        return False
+    sample = array.ravel()[:: max(1, array.size // 65536)]
+    return np.unique(sample).size <= LABEL_VALUES and np.unique(array).size <= LABEL_VALUES
 
 
 @contextmanager
@@ -96,21 +137,33 @@ def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, quality: int
     return from_network_grid(reconstruction, grid)
 
 
+def symbols_checksum(symbols: np.ndarray) -> int:
+    """CRC-32 of a volume's latent symbols (int32, little-endian, C order)."""
+    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+
+
 @torch.no_grad()
 @single_threaded()
-def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, np.ndarray]:
-    """(chunk, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
+def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, int, np.ndarray]:
+    """(chunk, checksum of its symbols, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
     latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
     symbols = codec.model.entropy_bottleneck.quantize(latents, codec.latent_steps(quality))
-    chunk = encode_symbols(symbols[0].numpy().astype(np.int32), codec.tables[quality - 1])
-    return chunk, synthesize(codec, symbols, grid, quality)
+    integers = symbols[0].numpy().astype(np.int32)
+    try:
+        chunk = encode_symbols(integers, codec.tables[quality - 1])
+    except StreamError as error:
+        raise UncodableError(str(error)) from error
+    return chunk, symbols_checksum(integers), synthesize(codec, symbols, grid, quality)
 
 
 @torch.no_grad()
 @single_threaded()
-def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int) -> np.ndarray:
-    """Reconstruction in [0, 1] of one volume from its chunk."""
+def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int, checksum: int | None) -> np.ndarray:
+    """Reconstruction in [0, 1] of one volume from its chunk, its symbols verified against
+    ``checksum`` (None: a version-3 file, which stored none)."""
     symbols = decode_symbols(chunk, codec.tables[quality - 1], latent_shape(grid))
+    if checksum is not None and symbols_checksum(symbols) != checksum:
+        raise StreamError("the decoded latents do not match their checksum")
     latents = torch.from_numpy(symbols.astype(np.float32))[None]
     return synthesize(codec, latents, grid, quality)
 
@@ -123,76 +176,144 @@ def compress_image(
     original_bytes: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[bytes, Stats]:
-    """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`."""
+    """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`,
+    measured on exactly what the decoder will produce.
+
+    Label maps and masks (:func:`is_label_map`) are coded exactly; other images through the
+    network at ``quality``, with outlier voxels stored exactly beside the code. Raises
+    UncodableError for an image that cannot be coded as promised.
+    """
+    array = image.array
+    check_codable(array)
+    Limits.from_environment().check_image(array.shape, "image")
+    volumes = volumes_of(array)
+    if is_label_map(array):
+        chunks = [exact.pack_voxels(volumes[..., i]) for i in range(volumes.shape[3])]
+        records = tuple(VolumeInfo(True, checksum=exact.checksum(volumes[..., i])) for i in range(volumes.shape[3]))
+        header = Header(container.FORMAT_VERSION, _image_info(image), records, None, None, None, None, None)
+        if progress:
+            progress(volumes.shape[3], volumes.shape[3])
+        return _packed(header, chunks, array, original_bytes, float("inf"))
+    if array.dtype.kind in "iu" and max(abs(int(array.min())), abs(int(array.max()))) > EXACT_INTEGER:
+        raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
     codec.step(quality)  # checks the quality level before any work
-    volumes = volumes_of(image.array)
     grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
-    chunks, ranges = [], []
-    reconstruction = np.empty(volumes.shape, dtype=image.array.dtype)
+    chunks, records = [], []
+    reconstruction = np.empty(volumes.shape, dtype=array.dtype)
     for index in range(volumes.shape[3]):
         volume = volumes[..., index]
-        intensity = IntensityRange.of(volume)
-        ranges.append([intensity.low, intensity.high])
-        if intensity.constant:
-            chunk, scaled = b"", np.zeros(volume.shape, dtype=np.float32)
-        else:
-            chunk, scaled = encode_volume(codec, intensity.scale(volume), grid, quality)
-        chunks.append(chunk)
-        reconstruction[..., index] = intensity.unscale(scaled, image.array.dtype)
+        record, volume_chunks, reconstruction[..., index] = _encode_lossy(codec, volume, grid, quality)
+        records.append(record)
+        chunks += volume_chunks
         if progress:
             progress(index + 1, volumes.shape[3])
     quality_db = psnr(volumes, reconstruction)
-    header = {
-        "image": {"suffix": image.suffix, **affine_record(image.affine), "dtype": image.array.dtype.str,
-                  "shape": list(image.array.shape), "source": image.source},
-        "volumes": ranges,
-        "model": {"name": codec.name, "sha256": codec.sha256[:MODEL_ID_DIGITS]},
-        "quality": quality,
-        "psnr": round(quality_db, 2) if np.isfinite(quality_db) else None,
-    }
-    if grid.resampled:
-        header["grid"] = grid_record(grid)
-    data = container.pack(header, chunks)
-    raw_size = original_bytes if original_bytes is not None else image.array.nbytes
-    return data, Stats(raw_size, len(data), int(image.array.size), quality_db)
+    header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), codec.name,
+                    codec.sha256[:MODEL_ID_DIGITS], quality, round(quality_db, 2) if np.isfinite(quality_db) else None,
+                    grid_record(grid))
+    return _packed(header, chunks, array, original_bytes, quality_db)
 
 
-def decompress_image(data: bytes, progress: Progress | None = None) -> Image:
-    """Decode .mriae bytes back to an :class:`Image` on the original grid, dtype and header."""
-    parsed = container.unpack(data)
-    header = parsed.header
+def _image_info(image: Image) -> ImageInfo:
+    array = image.array
+    return ImageInfo(image.suffix, array.dtype, tuple(int(n) for n in array.shape), image.affine, image.source)
+
+
+def _packed(header: Header, chunks: list[bytes], array: np.ndarray, original_bytes: int | None,
+            quality_db: float) -> tuple[bytes, Stats]:
+    data = container.pack(header_record(header), chunks)
+    raw_size = original_bytes if original_bytes is not None else array.nbytes
+    return data, Stats(raw_size, len(data), int(array.size), quality_db)
+
+
+def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan,
+                  quality: int) -> tuple[VolumeInfo, list[bytes], np.ndarray]:
+    """(record, chunks, reconstruction in ``volume``'s dtype) of one volume coded through the
+    network, its outliers stored exactly."""
+    outliers = outlier_mask(volume)
     try:
-        model_record, image_record = header["model"], header["image"]
-        ranges = [IntensityRange(float(low), float(high)) for low, high in header["volumes"]]
-        quality = int(header["quality"])
-        dtype = np.dtype(image_record["dtype"])
-        shape = tuple(image_record["shape"])
-        affine = affine_of(image_record)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CodecError(f"header is incomplete or malformed ({error})") from error
-    if len(ranges) != len(parsed.chunks):
-        raise CodecError(f"header lists {len(ranges)} volumes but the file holds {len(parsed.chunks)} chunks")
+        intensity = IntensityRange.of(volume, outliers)
+    except ValueError as error:
+        raise UncodableError(str(error)) from error
+    if intensity.constant:
+        chunk, checksum, scaled = b"", 0, np.zeros(volume.shape, dtype=np.float32)
+    else:
+        chunk, checksum, scaled = encode_volume(codec, intensity.scale(volume), grid, quality)
+    reconstruction = intensity.unscale(scaled, volume.dtype)
+    count = 0 if outliers is None else int(np.count_nonzero(outliers))
+    chunks = [chunk]
+    if count:
+        chunks.append(exact.pack_outliers(volume, outliers))
+        reconstruction[outliers] = volume[outliers]
+    return VolumeInfo(False, intensity.low, intensity.high, count, checksum), chunks, reconstruction
+
+
+def decompress_image(data: bytes, progress: Progress | None = None, limits: Limits | None = None) -> Image:
+    """Decode .mriae bytes back to an :class:`Image` on the original grid, dtype and header.
+
+    Everything is verified before it is returned: the container's checksum, the header
+    (typed, within ``limits``), every stream's length and end state, and the checksum of
+    the decoded latents or voxels; CodecError (or ContainerError) says what failed.
+    """
+    header, chunks = read(data, limits)
+    image = header.image
+    codec, grid = _decoder_of(header) if not header.lossless else (None, None)
+    array = np.empty(image.volume_shape + (image.volume_count,), dtype=image.dtype)
+    position = 0
+    for index, volume in enumerate(header.volumes):
+        parts = chunks[position : position + volume.chunks]
+        position += volume.chunks
+        try:
+            array[..., index] = _decode_volume(codec, grid, header, volume, parts)
+        except (StreamError, exact.ExactError) as error:
+            raise CodecError(f"volume {index + 1} is corrupt: {error}") from error
+        if progress:
+            progress(index + 1, len(header.volumes))
+    return Image(array.reshape(image.shape, order="F"), image.affine, image.suffix, image.source)
+
+
+def _decoder_of(header: Header) -> tuple[Codec, GridPlan]:
+    """The installed weights a lossy file names (checked by SHA-256 prefix) and its grid."""
     try:
-        codec = load_codec(model_record["name"])
+        codec = load_codec(header.model_name)
     except FileNotFoundError as error:
-        raise CodecError(f"made with weights '{model_record['name']}', which are not installed") from error
-    if codec.sha256[:MODEL_ID_DIGITS] != model_record["sha256"]:
+        raise CodecError(f"made with weights '{header.model_name}', which are not installed") from error
+    if codec.sha256[:MODEL_ID_DIGITS] != header.model_sha256:
         raise CodecError(
-            f"made with weights '{model_record['name']}' sha256 {model_record['sha256'][:12]}…, "
+            f"made with weights '{header.model_name}' sha256 {header.model_sha256[:12]}…, "
             f"but the installed ones are {codec.sha256[:12]}…"
         )
+    if header.quality not in codec.qualities:
+        raise CodecError(f"quality {header.quality} is not a level of weights '{codec.name}'")
+    image = header.image
     try:
-        grid = grid_of(header.get("grid"), spatial_shape(shape), affine, codec.model.config.levels)
+        grid = grid_of(header.grid, image.volume_shape, image.affine, codec.model.config.levels)
     except (KeyError, TypeError, ValueError) as error:
         raise CodecError(f"header grid is malformed ({error})") from error
-    if quality not in codec.qualities:
-        raise CodecError(f"quality {quality} is not a level of weights '{codec.name}'")
-    array = np.empty(grid.shape + (len(ranges),), dtype=dtype)
-    for index, (intensity, chunk) in enumerate(zip(ranges, parsed.chunks)):
-        scaled = np.zeros(grid.shape, np.float32) if intensity.constant else decode_volume(codec, chunk, grid, quality)
-        array[..., index] = intensity.unscale(scaled, dtype)
-        if progress:
-            progress(index + 1, len(ranges))
-    array = array.reshape(shape, order="F")
-    return Image(array, affine, image_record["suffix"], image_record["source"])
+    return codec, grid
+
+
+def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, volume: VolumeInfo,
+                   chunks: tuple[bytes, ...]) -> np.ndarray:
+    """One 3D volume in the image's dtype from its chunks, verified."""
+    image = header.image
+    if volume.exact:
+        voxels = exact.unpack_voxels(chunks[0], image.volume_shape, image.dtype)
+        if exact.checksum(voxels) != volume.checksum:
+            raise exact.ExactError("the decoded voxels do not match their checksum")
+        return voxels
+    intensity = IntensityRange(volume.low, volume.high)
+    if intensity.constant:
+        if chunks[0]:
+            raise StreamError("a constant volume has a non-empty stream")
+        scaled = np.zeros(image.volume_shape, np.float32)
+    else:
+        scaled = decode_volume(codec, chunks[0], grid, header.quality, volume.checksum)
+    voxels = intensity.unscale(scaled, image.dtype)
+    if volume.outliers:
+        positions, values = exact.unpack_outliers(chunks[1], volume.outliers, voxels.size, image.dtype)
+        flat = voxels.ravel(order="F")
+        flat[positions] = values
+        voxels = flat.reshape(image.volume_shape, order="F")
+    return voxels

@@ -5,7 +5,7 @@
     magic     4 bytes   b"\\x89MRI"
     version   u8        FORMAT_VERSION
     header    varint length, then UTF-8 JSON (sorted keys) as raw DEFLATE with the preset
-              dictionary HEADER_DICTIONARY
+              dictionary HEADER_DICTIONARIES[version]
     chunks    varint count, then per chunk: varint length, then the chunk's bytes
     checksum  u32 LE    CRC-32 of everything above
 
@@ -23,18 +23,21 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRI"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, 4)
+"""Every version that was ever on main is read (tests/golden holds a file of each)."""
 _CHECKSUM = struct.Struct("<I")
 _DEFLATE_WINDOW = -15  # raw DEFLATE: the CRC-32 already guards the bytes
 HEADER_LIMIT = 64 << 20
 """Largest decompressed header a reader accepts (a crafted file cannot exhaust memory)."""
-HEADER_DICTIONARY = (
+_DICTIONARY_V3 = (
     b'"grid":{"affine32":[1.0,0.0,0.0,,0.0,1.0,0.0,0.0,0.0,1.0,"shape":[1,,"image":{"affine":['
     b'"affine32":[-1.0,0.0,0.0,0.0,"dtype":"<i2","<f4","|u1","<u2","source":null,"suffix":".nii.gz"},'
     b'"model":{"name":"default","sha256":"},"psnr":,"quality":5,"volumes":[[0.0,'
 )
-"""Raw-DEFLATE preset dictionary of the header: the keys and common values of a typical
-header, so that a small file does not spell them out (part of the format version)."""
+HEADER_DICTIONARIES = {3: _DICTIONARY_V3, 4: _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"range":[0.0,'}
+"""Raw-DEFLATE preset dictionary of the header per format version: the keys and common
+values of a typical header, so that a small file does not spell them out."""
 
 
 class ContainerError(ValueError):
@@ -43,8 +46,9 @@ class ContainerError(ValueError):
 
 @dataclass(frozen=True)
 class Container:
-    """A parsed .mriae file: its JSON header and its independently decodable chunks."""
+    """A parsed .mriae file: its format version, JSON header and independently decodable chunks."""
 
+    version: int
     header: dict
     chunks: tuple[bytes, ...]
 
@@ -61,7 +65,7 @@ def _varint(value: int) -> bytes:
 
 def pack(header: dict, chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
     """Serialize ``header`` and ``chunks`` into the container layout."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, _DEFLATE_WINDOW, zdict=HEADER_DICTIONARY)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, _DEFLATE_WINDOW, zdict=HEADER_DICTIONARIES[FORMAT_VERSION])
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
     header_bytes = compressor.compress(text) + compressor.flush()
     parts = [MAGIC, bytes([FORMAT_VERSION]), _varint(len(header_bytes)), header_bytes, _varint(len(chunks))]
@@ -78,8 +82,9 @@ def unpack(data: bytes) -> Container:
     if len(data) < len(MAGIC) + 1:
         raise ContainerError("file is truncated")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise ContainerError(f"format version {version} is not supported (this mriae reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise ContainerError(f"format version {version} is not supported (this mriae reads versions {readable})")
     if len(data) < len(MAGIC) + 1 + _CHECKSUM.size:
         raise ContainerError("file is truncated")
     body, checksum = data[: -_CHECKSUM.size], data[-_CHECKSUM.size :]
@@ -90,13 +95,13 @@ def unpack(data: bytes) -> Container:
     chunks = tuple(reader.take(reader.varint()) for _ in range(reader.varint()))
     if reader.position != len(body):
         raise ContainerError("unexpected bytes after the last chunk")
-    return Container(_header(header_bytes), chunks)
+    return Container(version, _header(header_bytes, HEADER_DICTIONARIES[version]), chunks)
 
 
-def _header(compressed: bytes) -> dict:
+def _header(compressed: bytes, dictionary: bytes) -> dict:
     """The JSON object in a header's DEFLATE stream; ContainerError if it is anything else."""
     try:
-        decompressor = zlib.decompressobj(_DEFLATE_WINDOW, zdict=HEADER_DICTIONARY)
+        decompressor = zlib.decompressobj(_DEFLATE_WINDOW, zdict=dictionary)
         text = decompressor.decompress(compressed, HEADER_LIMIT)
         if decompressor.unconsumed_tail:
             raise ValueError(f"it is larger than {HEADER_LIMIT >> 20} MiB")

@@ -1,4 +1,10 @@
-"""Geometry in the .mriae JSON header: exact, and written as briefly as exactness allows.
+"""The .mriae JSON header: one typed parser for everything read from it, and its geometry
+records, exact and written as briefly as exactness allows.
+
+Everything in a container is untrusted: :func:`parse_header` checks every field's type,
+range and consistency (suffixes and dtypes from fixed lists, shapes bounded by
+mriae.limits before anything is allocated, weights names plain identifiers) and gives a
+:class:`Header`; codec, CLI and batch read headers only through it.
 
 Affines lose their constant last row, and affines whose values are all float32 (every NIfTI
 affine: qform/sform are stored as float32) are written with float32's shortest decimal
@@ -8,8 +14,15 @@ all: the decoder plans it again from the image's shape and affine.
 
 from __future__ import annotations
 
+import base64
+import math
+import re
+from dataclasses import dataclass
+
 import numpy as np
 
+from mriae.container import ContainerError, unpack
+from mriae.limits import LimitError, Limits
 from mriae.transforms.geometry import GridPlan, plan_on
 
 _LAST_ROW = (0.0, 0.0, 0.0, 1.0)
@@ -54,3 +67,299 @@ def grid_of(record: dict | None, shape: tuple[int, int, int], affine: np.ndarray
     if record is None:
         return plan_on(shape, affine, levels)
     return plan_on(shape, affine, levels, tuple(record["shape"]), affine_of(record))
+
+
+# --------------------------------------------------------------------------- the typed header
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""Image file types a header may name (mriae.io.image.SUFFIXES; repeated here so that the
+header parser does not import the image readers)."""
+DTYPES = frozenset(
+    f"{order}{kind}{size}" for order in "<>" for kind in "iuf" for size in "248" if f"{kind}{size}" != "f2"
+) | {"|u1", "|i1", "|b1", "<f2", ">f2"}
+"""Voxel types a header may name: numpy dtype strings with byte order."""
+MAX_AXES = 7
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SHA_PREFIX = re.compile(r"[0-9a-f]{16}")
+NIFTI_HEADER_LIMIT = 16 << 20
+"""Largest original NIfTI header (with extensions) a file may carry."""
+
+
+class HeaderError(ContainerError):
+    """A container header that is malformed, inconsistent or over the limits; says which field."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The original image: file type, voxel type, array shape (spatial axes first), affine,
+    and the record its writer needs to restore the original header (``source``)."""
+
+    suffix: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    source: dict
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        """Shape of one 3D volume (1D and 2D images get unit trailing axes)."""
+        return tuple((self.shape + (1, 1, 1))[:3])  # type: ignore[return-value]
+
+    @property
+    def volume_count(self) -> int:
+        """Number of 3D volumes: the product of the axes after the third."""
+        return math.prod(self.shape[3:])
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """How one 3D volume is coded.
+
+    ``exact``: its voxels are stored losslessly (label maps, masks); otherwise its latents
+    code the range [``low``, ``high``] and ``outliers`` voxels outside it are stored exactly
+    beside them. ``checksum`` is the CRC-32 of the decoded latent symbols (or, for an exact
+    volume, of its voxels); None in version-3 files, which had none.
+    """
+
+    exact: bool
+    low: float = 0.0
+    high: float = 0.0
+    outliers: int = 0
+    checksum: int | None = None
+
+    @property
+    def chunks(self) -> int:
+        """Chunks this volume takes in the container: its code, then its outliers if any."""
+        return 1 + (self.outliers > 0)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated .mriae header: every field typed, bounded and consistent."""
+
+    version: int
+    image: ImageInfo
+    volumes: tuple[VolumeInfo, ...]
+    model_name: str | None
+    model_sha256: str | None
+    quality: int | None
+    psnr: float | None
+    grid: dict | None
+
+    @property
+    def lossless(self) -> bool:
+        return all(volume.exact for volume in self.volumes)
+
+
+def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Header:
+    """Validate the JSON ``raw`` header of a container of format ``version``; HeaderError
+    names the first field that is wrong. Shapes are checked against ``limits`` (from the
+    environment by default) so that nothing is allocated for a forged size."""
+    limits = limits or Limits.from_environment()
+    try:
+        image = _image_info(_field(raw, "image", dict))
+        limits.check_image(image.shape, "header")
+        limits.check_volume(image.volume_shape, "header: a volume")
+        volumes = tuple(_volume_info(v, version) for v in _field(raw, "volumes", list))
+        if len(volumes) != image.volume_count:
+            raise HeaderError(f"lists {len(volumes)} volumes for shape {list(image.shape)}")
+        lossy = not all(v.exact for v in volumes)
+        name = sha = None
+        if lossy:
+            model = _field(raw, "model", dict)
+            name = _matching(_field(model, "name", str), MODEL_NAME, "model.name")
+            sha = _matching(_field(model, "sha256", str), SHA_PREFIX, "model.sha256")
+        quality = _field(raw, "quality", int) if lossy else None
+        if quality is not None and not 1 <= quality <= 99:
+            raise HeaderError(f"quality {quality} is out of range")
+        psnr = raw.get("psnr")
+        if psnr is not None and not (isinstance(psnr, (int, float)) and math.isfinite(psnr)):
+            raise HeaderError("psnr is not a finite number")
+        grid = raw.get("grid")
+        if grid is not None:
+            grid = _grid_record(_typed(grid, dict, "grid"), limits)
+    except (TypeError, ValueError, OverflowError) as error:
+        if isinstance(error, HeaderError):
+            raise
+        raise HeaderError(str(error)) from error
+    return Header(version, image, volumes, name, sha, quality, None if psnr is None else float(psnr), grid)
+
+
+def read(data: bytes, limits: Limits | None = None) -> tuple[Header, tuple[bytes, ...]]:
+    """The validated header and the chunks of a container; ContainerError (HeaderError for
+    the header) with a one-line reason if anything is wrong."""
+    parsed = unpack(data)
+    try:
+        header = parse_header(parsed.header, parsed.version, limits)
+    except LimitError as error:
+        raise HeaderError(str(error)) from error
+    except HeaderError as error:
+        raise HeaderError(f"header is malformed: {error}") from error
+    expected = sum(volume.chunks for volume in header.volumes)
+    if expected != len(parsed.chunks):
+        raise HeaderError(f"header is malformed: it describes {expected} chunks but the file holds {len(parsed.chunks)}")
+    return header, parsed.chunks
+
+
+def read_header(data: bytes, limits: Limits | None = None) -> Header:
+    """The validated header of a container (see :func:`read`)."""
+    return read(data, limits)[0]
+
+
+def header_record(header: Header) -> dict:
+    """The JSON form of ``header`` (inverse of :func:`parse_header` for the current version)."""
+    image = header.image
+    record: dict = {
+        "image": {"suffix": image.suffix, **affine_record(image.affine), "dtype": image.dtype.str,
+                  "shape": list(image.shape), "source": image.source},
+        "volumes": [_volume_record(volume) for volume in header.volumes],
+    }
+    if header.model_name is not None:
+        record["model"] = {"name": header.model_name, "sha256": header.model_sha256}
+    if header.quality is not None:
+        record["quality"] = header.quality
+    record["psnr"] = header.psnr
+    if header.grid is not None:
+        record["grid"] = header.grid
+    return record
+
+
+def _volume_record(volume: VolumeInfo) -> dict:
+    if volume.exact:
+        return {"exact": True, "crc": volume.checksum}
+    record = {"range": [volume.low, volume.high], "crc": volume.checksum}
+    if volume.outliers:
+        record["outliers"] = volume.outliers
+    return record
+
+
+def _typed(value, kind: type, name: str):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise HeaderError(f"{name} is not {'an' if kind is int else 'a'} {kind.__name__}")
+    return value
+
+
+def _field(record: dict, key: str, kind: type):
+    if key not in record:
+        raise HeaderError(f"has no '{key}'")
+    return _typed(record[key], kind, key)
+
+
+def _matching(text: str, pattern: re.Pattern, name: str) -> str:
+    if not pattern.fullmatch(text):
+        raise HeaderError(f"{name} {text[:40]!r} is not valid")
+    return text
+
+
+def _finite(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise HeaderError(f"{name} is not a finite number")
+    return float(value)
+
+
+def _shape(value, name: str, axes: range) -> tuple[int, ...]:
+    values = _typed(value, list, name)
+    if len(values) not in axes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in values):
+        raise HeaderError(f"{name} {str(values)[:60]} is not a list of {axes.start}–{axes.stop - 1} positive integers")
+    return tuple(values)
+
+
+def _affine(record: dict, name: str) -> np.ndarray:
+    for key in ("affine32", "affine"):
+        if key in record:
+            values = _typed(record[key], list, f"{name}.{key}")
+            for value in values:
+                _finite(value, f"{name}.{key}")
+            break
+    try:
+        affine = affine_of(record)
+    except ValueError as error:
+        raise HeaderError(f"{name}: {error}") from error
+    if not np.isfinite(affine).all():
+        raise HeaderError(f"{name} affine is not finite")
+    return affine
+
+
+def _image_info(record: dict) -> ImageInfo:
+    suffix = _field(record, "suffix", str)
+    if suffix not in SUFFIXES:
+        raise HeaderError(f"image.suffix {suffix[:40]!r} is not one of {', '.join(SUFFIXES)}")
+    dtype_text = _field(record, "dtype", str)
+    if dtype_text not in DTYPES:
+        raise HeaderError(f"image.dtype {dtype_text[:40]!r} is not a supported voxel type")
+    shape = _shape(record.get("shape"), "image.shape", range(1, MAX_AXES + 1))
+    source = record.get("source") or {}
+    _typed(source, dict, "image.source")
+    _check_source(source, shape, suffix)
+    return ImageInfo(suffix, np.dtype(dtype_text), shape, _affine(record, "image"), source)
+
+
+def _check_source(source: dict, shape: tuple[int, ...], suffix: str) -> None:
+    """The writer's record of the original header must describe this very image."""
+    kind = source.get("kind")
+    if kind is None:
+        return
+    if kind not in ("nifti", "itk"):
+        raise HeaderError(f"image.source.kind {str(kind)[:20]!r} is unknown")
+    if _shape(source.get("shape"), "image.source.shape", range(1, MAX_AXES + 1)) != shape:
+        raise HeaderError("image.source.shape differs from image.shape")
+    if _field(source, "dtype", str) not in DTYPES:
+        raise HeaderError("image.source.dtype is not a supported voxel type")
+    if kind == "nifti":
+        try:
+            raw = base64.b64decode(_field(source, "header", str), validate=True)
+        except ValueError as error:
+            raise HeaderError("image.source.header is not base64") from error
+        sizes = {int.from_bytes(raw[:4], order) for order in ("little", "big")}
+        if not 352 <= len(raw) <= NIFTI_HEADER_LIMIT or not sizes & {348, 540}:
+            raise HeaderError("image.source.header is not a NIfTI header")
+        return
+    if len(shape) != 3:
+        raise HeaderError("image.source of an ITK image needs a 3D shape")
+    for key, count in (("origin", 3), ("spacing", 3), ("direction", 9)):
+        values = _typed(source.get(key), list, f"image.source.{key}")
+        if len(values) != count:
+            raise HeaderError(f"image.source.{key} needs {count} numbers")
+        for value in values:
+            _finite(value, f"image.source.{key}")
+    if not all(s > 0 for s in source["spacing"]):
+        raise HeaderError("image.source.spacing must be positive")
+    metadata = _field(source, "metadata", dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise HeaderError("image.source.metadata must map text to text")
+
+
+def _volume_info(record, version: int) -> VolumeInfo:
+    if version < 4:  # version 3: [low, high]
+        pair = _typed(record, list, "volumes[]")
+        if len(pair) != 2:
+            raise HeaderError("volumes[] needs [low, high]")
+        low, high = (_finite(v, "volumes[] range") for v in pair)
+        if high < low:
+            raise HeaderError("volumes[] range has high < low")
+        return VolumeInfo(False, low, high)
+    record = _typed(record, dict, "volumes[]")
+    checksum = _field(record, "crc", int)
+    if not 0 <= checksum < 1 << 32:
+        raise HeaderError("volumes[].crc is not a CRC-32")
+    if record.get("exact") is True:
+        return VolumeInfo(True, checksum=checksum)
+    pair = _field(record, "range", list)
+    if len(pair) != 2:
+        raise HeaderError("volumes[].range needs [low, high]")
+    low, high = (_finite(v, "volumes[].range") for v in pair)
+    if high < low:
+        raise HeaderError("volumes[].range has high < low")
+    outliers = record.get("outliers", 0)
+    if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
+        raise HeaderError("volumes[].outliers is not a count")
+    return VolumeInfo(False, low, high, outliers, checksum)
+
+
+def _grid_record(record: dict, limits: Limits) -> dict:
+    shape = _shape(record.get("shape"), "grid.shape", range(3, 4))
+    limits.check_volume(shape, "header: the coding grid")
+    affine = _affine(record, "grid")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise HeaderError("grid affine is singular")
+    return record

@@ -3,7 +3,7 @@ import zlib
 
 import pytest
 
-from mriae.container import FORMAT_VERSION, HEADER_DICTIONARY, MAGIC, ContainerError, pack, unpack
+from mriae.container import FORMAT_VERSION, HEADER_DICTIONARIES, MAGIC, READABLE_VERSIONS, ContainerError, pack, unpack
 
 
 def test_pack_unpack_round_trip():
@@ -14,6 +14,7 @@ def test_pack_unpack_round_trip():
     parsed = unpack(data)
     assert parsed.header == header
     assert parsed.chunks == tuple(chunks)
+    assert parsed.version == FORMAT_VERSION == 4
     assert pack(header, chunks) == data  # deterministic
 
 
@@ -22,6 +23,7 @@ def test_pack_unpack_round_trip():
     [
         (lambda d: b"NOTMRIAE" + d[8:], "not an .mriae file"),
         (lambda d: d[:4] + bytes([FORMAT_VERSION + 1]) + d[5:], f"format version {FORMAT_VERSION + 1} is not supported"),
+        (lambda d: d[:4] + bytes([2]) + d[5:], "format version 2 is not supported .*reads versions 3, 4"),
         (lambda d: d[: len(d) // 2], "truncated|checksum mismatch"),
         (lambda d: d[:7], "truncated"),
         (lambda d: d[:-40] + bytes([d[-40] ^ 0xFF]) + d[-39:], "checksum mismatch"),  # a flipped payload byte
@@ -40,26 +42,35 @@ def test_a_small_file_costs_about_100_bytes_more_than_its_chunk():
         "image": {"affine32": [-2.0, 0.0, 0.0, 32.0, 0.0, 2.0, 0.0, -40.0, 0.0, 0.0, 2.0, -16.0], "dtype": "<i2",
                   "shape": [33, 41, 25], "source": None, "suffix": ".nii.gz"},
         "model": {"name": "default", "sha256": "072d5ba7b742ef71"},
-        "psnr": 28.73, "quality": 5, "volumes": [[-610.0, 30393.0]],
+        "psnr": 28.73, "quality": 5, "volumes": [{"crc": 3141592653, "range": [-610.0, 30393.0]}],
     }
     chunk = bytes(range(256)) * 2
     data = pack(header, [chunk])
     without_dictionary = len(zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9))
     header_bytes = data[len(MAGIC) + 1]  # a one-byte varint: < 128
     assert header_bytes < 0.6 * without_dictionary
-    assert len(data) - len(chunk) < 110
+    assert len(data) - len(chunk) < 112  # version 3, without the volume's checksum: < 110
     assert unpack(data).header == header
 
 
-def with_header_stream(stream: bytes) -> bytes:
+def with_header_stream(stream: bytes, version: int = FORMAT_VERSION) -> bytes:
     """A container whose header is the raw bytes ``stream``, with a valid checksum."""
-    body = MAGIC + bytes([FORMAT_VERSION, len(stream)]) + stream + b"\x00"
+    body = MAGIC + bytes([version, len(stream)]) + stream + b"\x00"
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def deflated(text: bytes) -> bytes:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARY)
+def deflated(text: bytes, version: int = FORMAT_VERSION) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARIES[version])
     return compressor.compress(text) + compressor.flush()
+
+
+@pytest.mark.parametrize("version", READABLE_VERSIONS)
+def test_each_readable_version_inflates_its_header_with_its_own_dictionary(version):
+    text = b'{"volumes":[{"crc":1,"range":[0.0,1.0]}]}'
+    assert unpack(with_header_stream(deflated(text, version), version)).header == json.loads(text)
+    other = READABLE_VERSIONS[(READABLE_VERSIONS.index(version) + 1) % len(READABLE_VERSIONS)]
+    with pytest.raises(ContainerError, match="header is unreadable"):
+        unpack(with_header_stream(deflated(text, version), other))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import constriction
 import numpy as np
@@ -27,6 +28,8 @@ STEP_SLOPE_LIMIT = 1.0
 """Bound on a channel's step slope: its step moves between step**0 and step**2."""
 ESCAPE_LIMIT = 2**20
 """Largest magnitude of an escaped symbol, relative to the channel's first table entry."""
+PRECISION = 24
+"""Bits of the fixed-point probabilities the ANS coder works with (constriction's default)."""
 _ESCAPE_MODEL = constriction.stream.model.QuantizedLaplace(-ESCAPE_LIMIT, ESCAPE_LIMIT, 0.0, 64.0)
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)  # probabilities given per symbol
 
@@ -102,6 +105,39 @@ class ChannelTable:
     def escape(self) -> int:
         return self.probabilities.shape[1] - 1
 
+    @cached_property
+    def frequencies(self) -> np.ndarray:
+        """The integer form of ``probabilities`` the coder uses (see :func:`fixed_point`)."""
+        return fixed_point(self.probabilities)
+
+    @cached_property
+    def coding_rows(self) -> np.ndarray:
+        """``frequencies − 1`` as float32: the rows handed to constriction, whose leaky
+        quantization (each entry 1 + its share of 2**PRECISION − entries) turns them back into
+        exactly ``frequencies`` (integers < 2**24 and their sums are exact in float32, so the
+        scale it computes is exactly 1)."""
+        return (self.frequencies - 1).astype(np.float32)
+
+
+def fixed_point(probabilities: np.ndarray) -> np.ndarray:
+    """Integer frequencies (int64, each ≥ 1, rows summing to 2**PRECISION) of float32
+    probability rows: the conversion that files of format 3 were written with (constriction
+    0.4–0.5's leaky "fast" quantization, computed here in IEEE float32 so that the bitstream
+    no longer depends on the coding library's version). Entry i of a row of n entries starts
+    at floor(sum(p[:i]) · (2**24 − n) / sum(p)) + i, the sums taken in order in float32."""
+    rows = np.asarray(probabilities, dtype=np.float32)
+    count = rows.shape[-1]
+    sums = np.cumsum(rows, axis=-1, dtype=np.float32)  # in order, like the coder's
+    scale = np.float32((1 << PRECISION) - count) / sums[..., -1:]
+    before = np.concatenate([np.zeros_like(sums[..., :1]), sums[..., :-1]], axis=-1)
+    starts = np.floor(before * scale).astype(np.int64) + np.arange(count)
+    ends = np.concatenate([starts[..., 1:], np.full_like(starts[..., :1], 1 << PRECISION)], axis=-1)
+    return ends - starts
+
+
+class StreamError(ValueError):
+    """A chunk whose bitstream does not decode to the symbols it should (damaged or forged)."""
+
 
 class EntropyBottleneck(nn.Module):
     """Quantizes latents around per-channel medians and models their rate.
@@ -173,7 +209,10 @@ def _encode(coder: constriction.stream.stack.AnsCoder, values: np.ndarray, table
         return
     index = table_indices(values, table.offset, table.escape)
     outside = index == table.escape
-    raw = np.clip(values[outside].astype(np.int64) - table.offset, -ESCAPE_LIMIT, ESCAPE_LIMIT)
+    raw = values[outside].astype(np.int64) - table.offset
+    if raw.size and np.abs(raw).max() > ESCAPE_LIMIT:
+        raise StreamError(f"a latent value ({int(np.abs(raw).max())} steps from its table) is beyond the coder's "
+                          f"range of ±{ESCAPE_LIMIT}: this volume cannot be coded")
     coder.encode_reverse(raw.astype(np.int32), _ESCAPE_MODEL)
     coder.encode_reverse(index.astype(np.int32), _CATEGORICAL, rows)
 
@@ -208,19 +247,31 @@ def encode_symbols(symbols: np.ndarray, tables: list[ChannelTable]) -> bytes:
     for c in reversed(range(symbols.shape[0])):
         table, values, context = tables[c], symbols[c], contexts[c]
         for part in (~anchors, anchors):
-            _encode(coder, values[part], table, table.probabilities[context[part]])
+            _encode(coder, values[part], table, table.coding_rows[context[part]])
     return coder.get_compressed().astype("<u4").tobytes()
 
 
 def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of :func:`encode_symbols`: (C, D, H, W) int32 symbols from ``data``."""
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-    anchors = anchor_mask(shape)
-    symbols = np.zeros((len(tables), *shape), dtype=np.int32)
-    earlier_nonzero = np.zeros(shape, dtype=np.int64)
-    for table, values in zip(tables, symbols):
-        for part in (anchors, ~anchors):
-            rows = table.probabilities[channel_contexts(values, earlier_nonzero)[part]]
-            values[part] = _decode(coder, table, rows)
-        earlier_nonzero += values != 0
+    """Inverse of :func:`encode_symbols`: (C, D, H, W) int32 symbols from ``data``.
+
+    Raises StreamError unless the stream is whole 32-bit words that decode to exactly the
+    symbols of ``shape`` and leave the coder empty (a forged or cut stream almost never does).
+    """
+    if len(data) % 4:
+        raise StreamError(f"the latent stream is {len(data)} bytes, not whole 32-bit words")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        anchors = anchor_mask(shape)
+        symbols = np.zeros((len(tables), *shape), dtype=np.int32)
+        earlier_nonzero = np.zeros(shape, dtype=np.int64)
+        for table, values in zip(tables, symbols):
+            for part in (anchors, ~anchors):
+                rows = table.coding_rows[channel_contexts(values, earlier_nonzero)[part]]
+                values[part] = _decode(coder, table, rows)
+            earlier_nonzero += values != 0
+        finished = coder.is_empty()
+    except (ValueError, RuntimeError, OverflowError) as error:  # constriction's own checks
+        raise StreamError(f"the latent stream is invalid ({error})") from error
+    if not finished:
+        raise StreamError(f"the latent stream has {coder.num_words()} words left after its last symbol")
     return symbols

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from mriae.limits import Limits
 from mriae.transforms.grid import plan_grid
 
 
@@ -57,6 +58,9 @@ def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple
     resampled to ``spacing`` first if it is given."""
     if spacing is None:
         return plan_on(shape, affine, levels)
+    zooms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    expected = tuple(int(np.ceil(n * z / s)) for n, z, s in zip(shape[:3], zooms, spacing))
+    Limits.from_environment().check_volume(expected, f"resampling to {'×'.join(f'{s:g}' for s in spacing)} mm gives a grid")
     probe = _resample_to_spacing(np.zeros(tuple(int(n) for n in shape[:3]), dtype=np.float32), affine, spacing)
     return plan_on(shape, affine, levels, tuple(int(n) for n in probe.shape[1:]), np.asarray(probe.affine))
 

@@ -1,0 +1,221 @@
+"""Issue 12, the codec's part: untrusted headers and streams, arrays that cannot be coded
+as promised, outliers, and numbers that must be true."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+import mriae
+from mriae import container
+from mriae.codec import CodecError, UncodableError, psnr
+from mriae.header import HeaderError, read_header
+from mriae.limits import LimitError
+from mriae.models.entropy import ESCAPE_LIMIT, StreamError, encode_symbols
+from mriae.models.weights import load_codec
+from tests.conftest import anatomy
+
+
+@pytest.fixture(scope="module")
+def t1(mni_t1) -> np.ndarray:
+    """An int16 MR-like head, 48×56×40."""
+    return anatomy(mni_t1, (48, 56, 40), np.int16, 0, 1000)
+
+
+@pytest.fixture(scope="module")
+def coded(t1) -> bytes:
+    return mriae.compress(t1, affine=np.diag([2.0, 2.0, 2.0, 1.0]))[0]
+
+
+def forged(data: bytes, change=None, chunks=None) -> bytes:
+    """``data`` with its header changed by ``change`` (a function of the header dict) or its
+    chunks replaced, and a freshly computed, valid CRC-32."""
+    parsed = container.unpack(data)
+    header = parsed.header
+    if change:
+        change(header)
+    return container.pack(header, parsed.chunks if chunks is None else chunks)
+
+
+def set_in(path: str, value):
+    def change(header: dict) -> None:
+        *parents, key = path.split(".")
+        record = header
+        for parent in parents:
+            record = record[int(parent)] if isinstance(record, list) else record[parent]
+        record[key] = value
+    return change
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("image.suffix", "/../../x.nii", "image.suffix '/../../x.nii' is not one of"),
+    ("image.suffix", 7, "suffix is not a str"),
+    ("image.dtype", "O", "image.dtype 'O' is not a supported voxel type"),
+    ("image.dtype", "V16", "not a supported voxel type"),
+    ("image.shape", [48, 56, -40], "image.shape .* positive integers"),
+    ("image.shape", [48, 56, 40, 2], "lists 1 volumes for shape"),
+    ("image.shape", [True, 56, 40], "positive integers"),
+    ("image.source", 5, "image.source is not a dict"),
+    ("image.source", {"kind": "nifti", "shape": [48, 56, 40], "dtype": "<i2", "header": "AAAA"}, "not a NIfTI header"),
+    ("image.source", {"kind": "pickle"}, "image.source.kind 'pickle' is unknown"),
+    ("image.affine32", [0.0] * 11, "an affine has 12 or 16 values"),
+    ("image.affine32", ["1"] * 12, "not a finite number"),
+    ("model.name", "../../../tmp/evil", "model.name '../../../tmp/evil' is not valid"),
+    ("model.sha256", "zz", "model.sha256 'zz' is not valid"),
+    ("quality", True, "quality is not an int"),
+    ("quality", 1000, "quality 1000 is out of range"),
+    ("psnr", "high", "psnr is not a finite number"),
+    ("volumes.0.range", [5.0, 1.0], "high < low"),
+    ("volumes.0.crc", -1, "not a CRC-32"),
+    ("volumes.0.outliers", 3, "describes 2 chunks but the file holds 1"),
+    ("grid", {"shape": [10, 10], "affine32": [1.0] * 12}, "grid.shape"),
+])
+def test_a_forged_header_is_refused_naming_its_field(coded, path, value, message):
+    data = forged(coded, set_in(path, value))
+    with pytest.raises(HeaderError, match=message):
+        read_header(data)
+    with pytest.raises(HeaderError, match=message):
+        mriae.decompress(data)
+
+
+def test_a_header_claiming_a_huge_volume_is_refused_before_anything_is_allocated(coded, monkeypatch):
+    bomb = forged(coded, set_in("image.shape", [1024, 1024, 1024]))
+    started = time.perf_counter()
+    with pytest.raises(HeaderError, match=r"1024×1024×1024 = 1,073,741,824 voxels is over the limit of 268,435,456"):
+        mriae.decompress(bomb)
+    assert time.perf_counter() - started < 1.0
+    many = forged(coded, set_in("image.shape", [48, 56, 40, 100_000]))
+    with pytest.raises(HeaderError, match="header claims 48×56×40×100000 = 10,752,000,000 voxels"):
+        mriae.decompress(many)
+    monkeypatch.setenv("MRIAE_MAX_VOLUME_VOXELS", "1000")
+    with pytest.raises(HeaderError, match="over the limit of 1,000 .*MRIAE_MAX_VOLUME_VOXELS"):
+        mriae.decompress(coded)
+
+
+def test_forged_streams_with_valid_checksums_never_decode(coded, t1):
+    """Chunks replaced by random words, by another file's chunk, cut or extended — each
+    with a recomputed CRC — are errors, never a volume."""
+    rng = np.random.default_rng(12)
+    chunk = container.unpack(coded).chunks[0]
+    other = container.unpack(mriae.compress(t1[::-1].copy(), quality=3)[0]).chunks[0]
+    candidates = [other, chunk[:-4], chunk + chunk[-4:], chunk[4:], chunk[:-1], b""]
+    candidates += [rng.integers(0, 256, len(chunk), dtype=np.uint8).tobytes() for _ in range(40)]
+    for index in range(40):  # one word changed
+        position = 4 * int(rng.integers(0, len(chunk) // 4))
+        candidates.append(chunk[:position] + rng.integers(0, 256, 4, dtype=np.uint8).tobytes() + chunk[position + 4:])
+    for candidate in candidates:
+        with pytest.raises(CodecError, match="volume 1 is corrupt"):
+            mriae.decompress(forged(coded, chunks=[candidate]))
+
+
+def test_latents_that_do_not_match_their_stored_checksum_are_an_error(coded):
+    crc = container.unpack(coded).header["volumes"][0]["crc"]
+    with pytest.raises(CodecError, match="volume 1 is corrupt: the decoded latents do not match their checksum"):
+        mriae.decompress(forged(coded, set_in("volumes.0.crc", crc ^ 1)))
+
+
+def test_a_symbol_beyond_the_escape_range_is_an_error_at_encode_time_not_a_clipped_value():
+    tables = load_codec().tables[4]
+    symbols = np.zeros((len(tables), 2, 2, 2), dtype=np.int32)
+    symbols[3, 1, 0, 1] = ESCAPE_LIMIT + 10_000
+    with pytest.raises(StreamError, match="beyond the coder's range of ±1048576"):
+        encode_symbols(symbols, tables)
+    symbols[3, 1, 0, 1] = ESCAPE_LIMIT // 2  # escaped, within range: exact
+    from mriae.models.entropy import decode_symbols
+    assert np.array_equal(decode_symbols(encode_symbols(symbols, tables), tables, (2, 2, 2)), symbols)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_arrays_are_refused_by_the_api(t1, bad):
+    array = t1.astype(np.float32)
+    array[3, 4, 5] = bad
+    array[6, 7, 8] = bad
+    with pytest.raises(UncodableError, match="image contains 2 NaN or infinite voxels, which cannot be coded"):
+        mriae.compress(array)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.dtype("datetime64[s]"), np.dtype("U3")])
+def test_voxel_types_that_cannot_be_coded_are_refused(dtype):
+    with pytest.raises(UncodableError, match="cannot be coded"):
+        mriae.compress(np.zeros((4, 4, 4), dtype=dtype))
+
+
+def test_a_boolean_mask_comes_back_exactly(t1):
+    mask = t1 > 300
+    data, stats = mriae.compress(mask)
+    restored = mriae.decompress(data).array
+    assert restored.dtype == np.bool_ and restored.shape == mask.shape
+    assert np.array_equal(restored, mask)
+    assert math.isinf(stats.psnr)
+    assert read_header(data).lossless and read_header(data).model_name is None
+
+
+@pytest.mark.parametrize(("dtype", "labels"), [
+    (np.uint8, [0, 1]),                        # a brain mask
+    (np.uint8, list(range(0, 120, 3))),        # a _dseg with 40 classes
+    (np.int32, [0, 2, 4, 41, 43, 1035, 2035]),  # FreeSurfer aparc+aseg-like values
+    (np.int64, [0, 2**40, -7]),                 # wide integers: still exact
+])
+def test_label_maps_come_back_with_every_label_exact(t1, dtype, labels):
+    bins = np.linspace(t1.min(), t1.max(), len(labels) + 1)[1:-1]
+    label_map = np.asarray(labels, dtype=dtype)[np.digitize(t1, bins)]
+    series = np.stack([label_map, label_map[::-1]], axis=-1)
+    restored = mriae.decompress(mriae.compress(series, quality=1)[0]).array
+    assert restored.dtype == np.dtype(dtype) and np.array_equal(restored, series)
+
+
+def test_integers_beyond_float64_exactness_are_refused_unless_they_are_labels(t1):
+    wide = t1.astype(np.int64) * 2**45
+    with pytest.raises(UncodableError, match=r"int64 values beyond ±2\*\*53 cannot be coded lossily"):
+        mriae.compress(wide)
+    fine = t1.astype(np.int64) * 2**40  # within ±2**53: codes like the int16 volume it was made from
+    same = psnr(t1, mriae.decompress(mriae.compress(t1)[0]).array)
+    assert psnr(fine, mriae.decompress(mriae.compress(fine)[0]).array) == pytest.approx(same, abs=0.01)
+
+
+def test_a_hot_voxel_does_not_wreck_the_volume_and_comes_back_exactly(t1):
+    clean_data, clean_stats = mriae.compress(t1)
+    clean = mriae.decompress(clean_data).array
+    hot = t1.copy()
+    hot[20, 30, 20] = 32767
+    data, stats = mriae.compress(hot)
+    restored = mriae.decompress(data).array
+    assert restored[20, 30, 20] == 32767
+    others = np.ones(hot.shape, bool)
+    others[20, 30, 20] = False
+    assert psnr(t1[others], restored[others]) >= psnr(t1[others], clean[others]) - 0.1
+    assert stats.psnr == pytest.approx(psnr(hot, restored), abs=1e-9)  # the reported number is the decoder's
+    assert read_header(data).volumes[0].outliers == 1
+
+
+def test_float_extremes_are_kept_exactly_and_the_rest_still_codes(t1):
+    values = t1.astype(np.float32)
+    clean = mriae.decompress(mriae.compress(values)[0]).array
+    values[0, 0, 0], values[1, 1, 1] = 3e38, -3e38
+    restored = mriae.decompress(mriae.compress(values)[0]).array
+    assert restored[0, 0, 0] == np.float32(3e38) and restored[1, 1, 1] == np.float32(-3e38)
+    body = np.ones(values.shape, bool)
+    body[0, 0, 0] = body[1, 1, 1] = False
+    assert psnr(values[body], restored[body]) >= psnr(values[body], clean[body]) - 0.1
+
+
+def test_psnr_does_not_overflow_near_the_float64_limits(t1):
+    values = t1.astype(np.float64) * 1e297
+    values[0, 0, 0] = -1e300
+    data, stats = mriae.compress(values)
+    assert math.isfinite(stats.psnr) and stats.psnr > 25
+    assert stats.psnr == pytest.approx(psnr(values, mriae.decompress(data).array), abs=1e-9)
+    everywhere = np.full((8, 8, 8), 1.7e308)
+    everywhere[::2] = -1.7e308
+    with pytest.raises(UncodableError, match="too wide a range to code"):
+        mriae.compress(everywhere)
+
+
+def test_a_tiny_voxel_size_is_refused_before_resampling_allocates(t1):
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"resampling to 0.05×0.05×0.05 mm gives a grid of 1920×2240×1600"):
+        mriae.compress(t1, affine=np.diag([2.0, 2.0, 2.0, 1.0]), spacing=(0.05, 0.05, 0.05))
+    assert time.perf_counter() - started < 2.0
