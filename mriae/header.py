@@ -268,8 +268,9 @@ def _affine(record: dict, name: str) -> np.ndarray:
     for key in ("affine32", "affine"):
         if key in record:
             values = _typed(record[key], list, f"{name}.{key}")
-            for value in values:
-                _finite(value, f"{name}.{key}")
+            largest = float(np.finfo(np.float32).max) if key == "affine32" else math.inf
+            if not all(abs(_finite(value, f"{name}.{key}")) <= largest for value in values):
+                raise HeaderError(f"{name}.{key} holds a value out of range")
             break
     try:
         affine = affine_of(record)

@@ -32,9 +32,14 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     t1 = np.rint(head + rng.normal(0, 12, head.shape)).astype(np.int16)
     oblique = np.array([[0.9, 0.1, 0, -10.5], [-0.1, 0.9, 0, 20.25], [0, 0, 2.5, -7.0], [0, 0, 0, 1]])
     series = np.stack([head * (1 + 0.1 * t) + rng.normal(0, 5, head.shape) for t in range(2)], axis=-1)
+    hot = t1.copy()
+    hot[5, 6, 7] = 32767  # an outlier, stored exactly beside the code (version 4 on)
+    labels = np.digitize(t1, [200, 500, 800]).astype(np.uint8)  # a label map, coded exactly (version 4 on)
     return {
         "t1_int16": (t1, oblique, 5),
         "series_float32": (series[::2, ::2].astype(np.float32), np.diag([2.0, 2.0, 3.0, 1.0]), 2),
+        "hot_voxel_int16": (hot, oblique, 3),
+        "labels_uint8": (labels, oblique, 5),
     }
 
 
