@@ -163,6 +163,7 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         volumes = tuple(_volume_info(v, version) for v in _field(raw, "volumes", list))
         if len(volumes) != image.volume_count:
             raise HeaderError(f"lists {len(volumes)} volumes for shape {list(image.shape)}")
+        _check_ranges(volumes, image.dtype)
         lossy = not all(v.exact for v in volumes)
         name = sha = None
         if lossy:
@@ -355,6 +356,18 @@ def _volume_info(record, version: int) -> VolumeInfo:
     if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
         raise HeaderError("volumes[].outliers is not a count")
     return VolumeInfo(False, low, high, outliers, checksum)
+
+
+def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
+    """Coded ranges must lie within the voxel type (a decoder casts into it)."""
+    if dtype.kind == "b":
+        if not all(volume.exact for volume in volumes):
+            raise HeaderError("a boolean image must be coded exactly")
+        return
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    for volume in volumes:
+        if not volume.exact and not float(info.min) <= volume.low <= volume.high <= float(info.max):
+            raise HeaderError(f"volumes[] range [{volume.low:g}, {volume.high:g}] does not fit {dtype}")
 
 
 def _grid_record(record: dict, limits: Limits) -> dict:

@@ -69,6 +69,7 @@ def set_in(path: str, value):
     ("quality", 1000, "quality 1000 is out of range"),
     ("psnr", "high", "psnr is not a finite number"),
     ("volumes.0.range", [5.0, 1.0], "high < low"),
+    ("volumes.0.range", [0.0, 1e300], r"range \[0, 1e\+300\] does not fit int16"),
     ("volumes.0.crc", -1, "not a CRC-32"),
     ("volumes.0.outliers", 3, "describes 2 chunks but the file holds 1"),
     ("grid", {"shape": [10, 10], "affine32": [1.0] * 12}, "grid.shape"),

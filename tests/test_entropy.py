@@ -125,3 +125,27 @@ def test_network_output_matches_input_shape_for_every_stride_schedule():
             y = model.encode(x, strides)
             assert tuple(y.shape[2:]) == tuple(n >> k for n, k in zip(shape, strides))
             assert model.decode(y, strides).shape == x.shape
+
+
+def test_integer_tables_reproduce_the_coders_own_quantization_of_the_shipped_tables():
+    """Files of format 3 were coded from the float32 tables through constriction's leaky
+    quantization; the integer tables must give the very same bitstreams, so those files
+    still decode, and from now on the coder only ever sees exact integers."""
+    import constriction
+
+    from mriae.models.entropy import PRECISION, fixed_point
+    from mriae.models.weights import load_codec
+
+    categorical = constriction.stream.model.Categorical(perfect=False)
+    rng = np.random.default_rng(5)
+    for level in load_codec().tables:
+        for table in level[::16]:
+            frequencies = table.frequencies
+            assert frequencies.min() >= 1 and (frequencies.sum(axis=1) == 1 << PRECISION).all()
+            assert np.array_equal(fixed_point(table.coding_rows), frequencies)  # a fixed point
+            rows = rng.integers(0, len(frequencies), 300)
+            symbols = rng.integers(0, frequencies.shape[1], 300).astype(np.int32)
+            floats, integers = constriction.stream.stack.AnsCoder(), constriction.stream.stack.AnsCoder()
+            floats.encode_reverse(symbols, categorical, table.probabilities[rows])
+            integers.encode_reverse(symbols, categorical, table.coding_rows[rows])
+            assert np.array_equal(floats.get_compressed(), integers.get_compressed())
