@@ -1,4 +1,9 @@
-"""Python API: compress and decompress files, arrays and bytes."""
+"""Python API: compress and decompress files, arrays and bytes.
+
+Outputs follow :mod:`mriae.io.atomic`: checked before any work, written whole or not at
+all, and an existing file (or the data file of a .mhd/.nhdr pair) is never replaced unless
+``force=True``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from mriae.codec import DEFAULT_QUALITY, Progress, Stats, compress_image, decompress_image
-from mriae.io import Image, read_image, write_bytes_atomic, write_image
+from mriae.container import MAGIC, ContainerError
+from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
+from mriae.io.image import names_a_label_map
+from mriae.io.atomic import check_targets
 
 PathLike = str | os.PathLike
+MAX_FILE_BYTES = 4 << 30
+"""Largest .mriae file read: far above any real one (a 2 G voxel image, the most the
+default limits allow, at 16 bits/voxel), yet an endless stream is refused."""
+_READ_CHUNK = 1 << 20
 
 
 def compress(
@@ -21,31 +33,77 @@ def compress(
     quality: int = DEFAULT_QUALITY,
     spacing: tuple[float, float, float] | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> tuple[bytes, Stats]:
     """Compress an image file or an array (with its 4×4 ``affine``; identity if omitted).
 
-    Returns the .mriae bytes and their :class:`~mriae.codec.Stats`; also writes them
-    atomically to ``output`` if given.
+    Returns the .mriae bytes and their :class:`~mriae.codec.Stats`; also writes them to
+    ``output`` if given (FileExistsError if it exists, unless ``force``). An integer file
+    whose name marks a label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
     """
+    if output is not None:
+        check_targets([output], force)
     if isinstance(source, np.ndarray):
-        image = Image(source, np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64))
-        file_size = None
+        image = Image(source, checked_affine(affine))
+        file_size, label_map = None, False
     else:
         image = read_image(source)
-        file_size = Path(source).stat().st_size
-    data, stats = compress_image(image, quality, spacing, original_bytes=file_size, progress=progress)
+        file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
+    data, stats = compress_image(image, quality, spacing, original_bytes=file_size, progress=progress,
+                                 label_map=label_map)
     if output is not None:
-        write_bytes_atomic(output, data)
+        write_bytes_atomic(output, data, overwrite=force)
     return data, stats
 
 
-def decompress(source: PathLike | bytes, output: PathLike | None = None, *, progress: Progress | None = None) -> Image:
+def checked_affine(affine: np.ndarray | None) -> np.ndarray:
+    """``affine`` as a 4×4 float64 array (identity if None); ValueError unless it is a 4×4
+    matrix of finite numbers."""
+    if affine is None:
+        return np.eye(4)
+    matrix = np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4):
+        raise ValueError(f"affine must be a 4×4 matrix of finite numbers (got shape {matrix.shape})")
+    if not np.isfinite(matrix).all():
+        raise ValueError("affine must be a 4×4 matrix of finite numbers (got non-finite values)")
+    return matrix
+
+
+def decompress(
+    source: PathLike | bytes,
+    output: PathLike | None = None,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> Image:
     """Decode .mriae bytes or a .mriae file to an :class:`~mriae.io.Image` (array + affine).
 
-    Also writes it atomically to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given.
+    Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
+    (FileExistsError if it or its data file exists, unless ``force``).
     """
-    data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    if output is not None:
+        check_targets(image_files(output), force)
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
     image = decompress_image(data, progress=progress)
     if output is not None:
-        write_image(image, output)
+        write_image(image, output, overwrite=force)
     return image
+
+
+def read_mriae(path: PathLike) -> bytes:
+    """The bytes of the .mriae file ``path``, read only as far as one can reach: something
+    that does not start like one (``/dev/zero``) is refused after 4 bytes, and a stream is
+    read up to :data:`MAX_FILE_BYTES`. ContainerError names the file and the problem."""
+    path = Path(path)
+    if path.is_dir():
+        raise ContainerError(f"{path}: is a folder, not an .mriae file")
+    with open(path, "rb") as stream:
+        if stream.read(len(MAGIC)) != MAGIC:
+            raise ContainerError(f"{path}: not an .mriae file (bad magic bytes)")
+        pieces, size = [MAGIC], len(MAGIC)
+        while piece := stream.read(_READ_CHUNK):
+            size += len(piece)
+            if size > MAX_FILE_BYTES:
+                raise ContainerError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes, which no .mriae file is")
+            pieces.append(piece)
+    return b"".join(pieces)

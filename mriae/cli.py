@@ -1,66 +1,151 @@
 """Command line: ``mriae compress | decompress | info | batch | evaluate | train``.
 
-A thin face over :mod:`mriae.api`: bad input gives one line on stderr and a non-zero exit
-code (a traceback only with ``--debug``); outputs are written atomically and never
-overwritten without ``--force``.
+A thin face over :mod:`mriae.api`. Every failure ends in one line on stderr, never wrapped,
+and an exit code (docs/errors.md): 1 for a bad file or a failed run, 2 for a bad command
+line, 130 for Ctrl-C, 143 for SIGTERM and 129 for SIGHUP (both turned into an exception,
+so that partial outputs are removed on the way out); ``--debug`` shows the traceback
+instead. Outputs are checked before any work, written whole or not at all, and never
+replace a file without ``--force`` (:mod:`mriae.io.atomic`). A reader that goes away
+(``mriae info x.mriae | head -1``) ends the command quietly with exit code 141, as it ends
+``cat`` and ``gzip``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
-import numpy as np
-import typer
-from rich.console import Console
-from rich.progress import Progress as ProgressBar
+try:  # Ctrl-C while the libraries load (seconds) ends like any interrupt
+    import numpy as np
+    import typer
+    from rich.console import Console
+    from rich.progress import Progress as ProgressBar
+    from rich.text import Text
 
-from mriae import api
-from mriae.codec import DEFAULT_QUALITY, CodecError, spatial_shape
-from mriae.container import ContainerError, unpack
-from mriae.header import affine_of
-from mriae.io import ImageError
-from mriae.io.image import output_suffix
+    from mriae import api
+    from mriae.codec import DEFAULT_QUALITY, CodecError
+    from mriae.container import ContainerError
+    from mriae.header import Header, read_header
+    from mriae.io import ImageError
+    from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
+    from mriae.io.image import one_line, output_suffix
+    from mriae.models.weights import load_codec
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
 console = Console(stderr=True)
 MRIAE_SUFFIX = ".mriae"
-EXPECTED_ERRORS = (ImageError, ContainerError, CodecError, FileExistsError, OSError, ValueError, KeyError)
+EXPECTED_ERRORS = (ImageError, ContainerError, CodecError, OSError, ValueError, KeyError)
+"""Failures of the input or the environment, reported as they are; anything else is an
+internal error."""
 
-Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")]
 
 
 class UsageError(ValueError):
     """A problem with the command line itself (exit code 2)."""
 
 
+NAMES_ITS_FILE = (FileExistsError, UnwritableOutput, UsageError)
+"""Errors whose message names the file it is about: not prefixed with the input's name."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that partial outputs are removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 @contextmanager
-def reported_errors(path: Path, debug: bool) -> Iterator[None]:
-    """Turn expected failures into one line on stderr and exit code 1 (2 for usage errors)."""
+def signals_raised() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise :class:`Terminated`."""
+    previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
-    except EXPECTED_ERRORS as error:
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def complain(message: str, label: str | None = "error") -> None:
+    """Write ``label: message`` as one line on stderr, never wrapped."""
+    line = Text.assemble((f"{label}:", "red"), " ", message) if label else Text(message)
+    console.print(line, soft_wrap=True, highlight=False)
+
+
+def say(text: str) -> None:
+    """Print a result line on stdout. If the reader has gone (``| head``), stop quietly
+    with exit code 141 (128 + SIGPIPE), as ``cat`` and ``gzip`` do."""
+    try:
+        typer.echo(text)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left to flush goes nowhere
+        raise typer.Exit(141) from None
+
+
+def error_line(error: Exception, path: Path, doing: str) -> str:
+    """The one line that reports ``error``, met while ``doing`` something to ``path``."""
+    if isinstance(error, MemoryError):
+        return f"out of memory while {doing} {path}"
+    message = one_line(error)
+    if not isinstance(error, EXPECTED_ERRORS):
+        return f"{path}: internal error: {type(error).__name__}: {message} (run with --debug for the traceback)"
+    if isinstance(error, NAMES_ITS_FILE) or str(path) in message:
+        return message
+    return f"{path}: {message}"
+
+
+@contextmanager
+def reported_errors(path: Path, debug: bool, doing: str) -> Iterator[None]:
+    """Turn any failure into one line on stderr and its exit code: 2 for usage errors, 1 for
+    the rest, 130 (Ctrl-C) or 128 + signal (SIGTERM, SIGHUP) for interrupts. With ``debug``,
+    errors propagate with their traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt as interrupt:
+        complain("interrupted", label=None)
+        raise typer.Exit(interrupt.exit_code if isinstance(interrupt, Terminated) else 130) from None
+    except Exception as error:
         if debug:
             raise
-        message = str(error)
-        if not isinstance(error, (FileExistsError, UsageError)) and str(path) not in message:
-            message = f"{path}: {message}"
-        console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+        complain(error_line(error, path, doing))
         raise typer.Exit(2 if isinstance(error, UsageError) else 1) from None
 
 
-def check_output(source: Path, target: Path, force: bool) -> None:
-    """Refuse to overwrite the input, or an existing file without ``--force``."""
+def check_not_input(source: Path, target: Path) -> None:
+    """Refuse an output that is the input itself (even with ``--force``)."""
     if target.resolve() == source.resolve():
         raise UsageError(f"output {target} would overwrite the input")
-    if target.exists() and not force:
-        raise FileExistsError(f"{target} already exists (use --force to overwrite)")
+
+
+def check_quality(quality: int) -> None:
+    """UsageError unless ``quality`` is a level of the installed weights."""
+    levels = load_codec().qualities
+    if quality not in levels:
+        raise UsageError(f"--quality must be a level {level_range(levels)} (got {quality})")
+
+
+def level_range(levels: range) -> str:
+    return f"{levels.start}..{levels.stop - 1}"
 
 
 def strip_suffix(path: Path) -> str:
@@ -119,18 +204,21 @@ def compress(
     input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
     output: Output = None,
     quality: Annotated[int, typer.Option("--quality", "-q", help="1 (smallest) … 8 (best).")] = DEFAULT_QUALITY,
-    spacing: Annotated[Optional[str], typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
+    spacing: Annotated[str | None, typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
     """Compress an MRI volume to .mriae."""
-    with reported_errors(input, debug):
+    with reported_errors(input, debug, "compressing"):
+        check_quality(quality)
+        coding_spacing = parse_spacing(spacing)
         target = output or input.with_name(strip_suffix(input) + MRIAE_SUFFIX)
-        check_output(input, target, force)
+        check_not_input(input, target)
         with volume_progress("compressing") as progress:
-            data, stats = api.compress(input, target, quality=quality, spacing=parse_spacing(spacing), progress=progress)
+            _, stats = api.compress(input, target, quality=quality, spacing=coding_spacing, progress=progress,
+                                    force=force)
         fidelity = "lossless" if math.isinf(stats.psnr) else f"PSNR {stats.psnr:.2f} dB"
-        typer.echo(
+        say(
             f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
             f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {fidelity}"
         )
@@ -144,16 +232,15 @@ def decompress(
     debug: Debug = False,
 ) -> None:
     """Restore an .mriae file to its original format, grid, dtype and header."""
-    with reported_errors(input, debug):
-        data = input.read_bytes()
-        header = unpack(data).header
-        target = output or input.with_name(strip_suffix(input) + header["image"]["suffix"])
+    with reported_errors(input, debug, "decompressing"):
+        data = api.read_mriae(input)
+        target = output or input.with_name(strip_suffix(input) + read_header(data).image.suffix)
         if not output_suffix(target):
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
-        check_output(input, target, force)
+        check_not_input(input, target)
         with volume_progress("decompressing") as progress:
-            image = api.decompress(data, target, progress=progress)
-        typer.echo(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
+            image = api.decompress(data, target, progress=progress, force=force)
+        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
 
 
 @app.command()
@@ -163,59 +250,53 @@ def info(
     debug: Debug = False,
 ) -> None:
     """Describe an .mriae file without decoding it."""
-    with reported_errors(input, debug):
-        parsed = unpack(input.read_bytes())
-        header = parsed.header
-        try:
-            summary = _summary(input, header, len(parsed.chunks))
-        except (KeyError, TypeError, ValueError) as error:
-            raise CodecError(f"header is incomplete or malformed ({error!r})") from error
+    with reported_errors(input, debug, "reading"):
+        data = api.read_mriae(input)
+        summary = _summary(input, len(data), read_header(data))
         if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+            say(json.dumps(summary, indent=2))
             return
         model = summary["model"]
-        summary["model"] = f"{model.get('name')} (sha256 {model.get('sha256')}…)"
+        summary["model"] = f"{model['name']} (sha256 {model['sha256']}…)" if model["name"] else "none (coded exactly)"
         for key, value in summary.items():
-            typer.echo(f"{key:>15}: {value}")
+            say(f"{key:>15}: {value}")
 
 
-def _summary(input: Path, header: dict, volumes: int) -> dict:
-    """What `mriae info` shows of a parsed header."""
-    image = header["image"]
-    voxels = math.prod(image["shape"])
-    size = input.stat().st_size
+def _summary(input: Path, size: int, header: Header) -> dict:
+    """What `mriae info` shows of a file of ``size`` bytes with ``header``."""
+    image = header.image
     return {
         "file": str(input),
         "bytes": size,
-        "shape": image["shape"],
-        "dtype": image["dtype"],
-        "format": image["suffix"],
-        "spacing": [round(float(s), 6) for s in np.linalg.norm(affine_of(image)[:3, :3], axis=0)],
-        "volumes": volumes,
-        "quality": header["quality"],
-        "bits_per_voxel": size * 8 / voxels,
-        "psnr": header["psnr"],
-        "model": header["model"],
-        "coded_shape": (header.get("grid") or {}).get("shape", list(spatial_shape(image["shape"]))),
+        "shape": list(image.shape),
+        "dtype": image.dtype.str,
+        "format": image.suffix,
+        "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
+        "volumes": len(header.volumes),
+        "quality": header.quality,
+        "bits_per_voxel": size * 8 / math.prod(image.shape),
+        "psnr": header.psnr,
+        "model": {"name": header.model_name, "sha256": header.model_sha256},
+        "coded_shape": list(header.grid["shape"] if header.grid else image.volume_shape),
     }
 
 
 @app.command()
 def batch(
-    inputs: Annotated[Optional[str], typer.Argument(help="Folder (recursive), glob, or manifest (.csv/.txt).")] = None,
-    output: Annotated[Optional[Path], typer.Argument(help="Output folder (mirrors the input tree).")] = None,
-    job: Annotated[Optional[Path], typer.Option(help="Job spec (YAML) instead of INPUTS/OUTPUT.")] = None,
+    inputs: Annotated[str | None, typer.Argument(help="Folder (recursive), glob, or manifest (.csv/.txt).")] = None,
+    output: Annotated[Path | None, typer.Argument(help="Output folder (mirrors the input tree).")] = None,
+    job: Annotated[Path | None, typer.Option(help="Job spec (YAML) instead of INPUTS/OUTPUT.")] = None,
     decompress: Annotated[bool, typer.Option("--decompress", help="Decompress .mriae files instead.")] = False,
     quality: Annotated[int, typer.Option("--quality", "-q")] = DEFAULT_QUALITY,
-    workers: Annotated[Optional[int], typer.Option(help="Local workers (default: one per core).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local workers (default: one per core).")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
-    scheduler: Annotated[Optional[str], typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
     debug: Debug = False,
 ) -> None:
     """Compress (or decompress) many files on Dask: embedded by default, a cluster by address."""
     from mriae.batch import BatchJob, run_batch
 
-    with reported_errors(job or Path(str(inputs)), debug):
+    with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
         if job is not None:
             spec = BatchJob.from_yaml(job)
         elif inputs is None or output is None:
@@ -228,11 +309,11 @@ def batch(
             def advance(record, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
                 if record.status == "failed":
-                    console.print(f"[red]failed:[/red] {record.error}", highlight=False)
+                    complain(record.error, label="failed")
 
             summary = run_batch(spec, on_record=advance)
-        typer.echo(summary.line())
-        typer.echo(f"reports: {Path(spec.output) / 'batch_report.csv'} and .json")
+        say(summary.line())
+        say(f"reports: {Path(spec.output) / 'batch_report.csv'} and .json")
         if summary.interrupted:
             raise typer.Exit(130)
         if summary.count("failed"):
@@ -251,8 +332,7 @@ def parse_qualities(text: str | None, available: range) -> list[int]:
     except ValueError:
         values = []
     if not values or any(q not in available for q in values):
-        levels = f"{available.start}..{available.stop - 1}"
-        raise UsageError(f"--qualities must be levels {levels}, e.g. 1,3,5 or 2-6 (got '{text}')")
+        raise UsageError(f"--qualities must be levels {level_range(available)}, e.g. 1,3,5 or 2-6 (got '{text}')")
     return sorted(set(values))
 
 
@@ -260,7 +340,7 @@ def parse_qualities(text: str | None, available: range) -> list[int]:
 def evaluate(
     input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("report"),
-    qualities: Annotated[Optional[str], typer.Option(help="Quality levels, e.g. 1,3,5 or 2-6 (default: all).")] = None,
+    qualities: Annotated[str | None, typer.Option(help="Quality levels, e.g. 1,3,5 or 2-6 (default: all).")] = None,
     slices_quality: Annotated[int, typer.Option(help="Quality level shown in slices.png.")] = DEFAULT_QUALITY,
     force: Force = False,
     debug: Debug = False,
@@ -269,36 +349,35 @@ def evaluate(
     from mriae.evaluation import evaluate_mriae, write_csv
     from mriae.evaluation.plots import rd_plot, slices_plot
     from mriae.io import read_image
-    from mriae.models.weights import load_codec
 
-    with reported_errors(input, debug):
+    with reported_errors(input, debug, "evaluating"):
         levels = parse_qualities(qualities, load_codec().qualities)
         shown = slices_quality if slices_quality in levels else levels[-1]
-        targets = {name: output / name for name in ("metrics.csv", "rd.png", "slices.png")}
-        for target in targets.values():
-            check_output(input, target, force)
+        names = ("metrics.csv", "rd.png", "slices.png")
+        check_targets([output / name for name in names], force)
         image = read_image(input)
         name = strip_suffix(input)
         first = image.array.reshape(image.array.shape[:3] + (-1,), order="F")[..., 0]
-        output.mkdir(parents=True, exist_ok=True)
+        with staging_folder(output, force) as scratch:  # the report appears whole or not at all
 
-        def draw_slices(point, reconstruction) -> None:
-            if point.setting == f"q{shown}":
-                restored = reconstruction.reshape(first.shape + (-1,), order="F")[..., 0]
-                slices_plot(first, restored, targets["slices.png"], image.spacing,
-                            f"{name}, quality {shown}: {point.bits_per_voxel:.3f} bits/voxel, PSNR {point.psnr:.2f} dB")
+            def draw_slices(point, reconstruction) -> None:
+                if point.setting == f"q{shown}":
+                    restored = reconstruction.reshape(first.shape + (-1,), order="F")[..., 0]
+                    slices_plot(first, restored, scratch / "slices.png", image.spacing,
+                                f"{name}, quality {shown}: {point.bits_per_voxel:.3f} bits/voxel, "
+                                f"PSNR {point.psnr:.2f} dB")
 
-        points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, on_point=draw_slices)
-        write_csv(points, targets["metrics.csv"])
-        rd_plot({f"{name} {tuple(image.array.shape)}": points}, targets["rd.png"])
-        typer.echo(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
-                   f"{'max err':>9} {'enc s':>6} {'dec s':>6}")
+            points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, on_point=draw_slices)
+            write_csv(points, scratch / "metrics.csv")
+            rd_plot({f"{name} {tuple(image.array.shape)}": points}, scratch / "rd.png")
+        say(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
+            f"{'max err':>9} {'enc s':>6} {'dec s':>6}")
         raw_bits = image.array.dtype.itemsize * 8
         for p in points:
             ratio = raw_bits / p.bits_per_voxel
-            typer.echo(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} {p.ssim:>7.4f} "
-                       f"{p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
-        typer.echo(f"report: {', '.join(str(t) for t in targets.values())}")
+            say(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} {p.ssim:>7.4f} "
+                f"{p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
+        say(f"report: {', '.join(str(output / name) for name in names)}")
 
 
 @app.command()
@@ -312,20 +391,26 @@ def train(
     from mriae.training.train import export_checkpoint
     from mriae.training.train import train as run_training
 
-    with reported_errors(config, debug):
+    with reported_errors(config, debug, "training"):
         settings = TrainConfig.load(config)
         if export_only:
-            typer.echo(f"exported {export_checkpoint(settings)}")
+            say(f"exported {export_checkpoint(settings)}")
         else:
-            run_training(settings, report=typer.echo)
+            run_training(settings, report=say)
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("interrupted", highlight=False)
-        raise SystemExit(130) from None
+    """The ``mriae`` command; its exit codes are in the module docstring and docs/errors.md."""
+    with signals_raised():
+        try:
+            code = app(prog_name="mriae", standalone_mode=False)
+        except typer.TyperException as error:  # a bad command line, found while parsing it
+            message = " ".join(error.format_message().split())
+            if message:  # empty for a bare `mriae`, whose help is shown already
+                context = getattr(error, "ctx", None)
+                complain(f"{message} (see '{context.command_path if context else 'mriae'} --help')")
+            code = error.exit_code
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

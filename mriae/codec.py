@@ -175,19 +175,21 @@ def compress_image(
     weights: str = DEFAULT_WEIGHTS,
     original_bytes: int | None = None,
     progress: Progress | None = None,
+    label_map: bool = False,
 ) -> tuple[bytes, Stats]:
     """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`,
     measured on exactly what the decoder will produce.
 
-    Label maps and masks (:func:`is_label_map`) are coded exactly; other images through the
-    network at ``quality``, with outlier voxels stored exactly beside the code. Raises
-    UncodableError for an image that cannot be coded as promised.
+    Label maps and masks (:func:`is_label_map`, or any integer image when the caller knows
+    it holds labels: ``label_map``) are coded exactly; other images through the network at
+    ``quality``, with outlier voxels stored exactly beside the code. Raises UncodableError
+    for an image that cannot be coded as promised.
     """
     array = image.array
     check_codable(array)
     Limits.from_environment().check_image(array.shape, "image")
     volumes = volumes_of(array)
-    if is_label_map(array):
+    if (label_map and array.dtype.kind in "biu") or is_label_map(array):
         chunks = [exact.pack_voxels(volumes[..., i]) for i in range(volumes.shape[3])]
         records = tuple(VolumeInfo(True, checksum=exact.checksum(volumes[..., i])) for i in range(volumes.shape[3]))
         header = Header(container.FORMAT_VERSION, _image_info(image), records, None, None, None, None, None)

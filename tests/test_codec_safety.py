@@ -220,3 +220,20 @@ def test_a_tiny_voxel_size_is_refused_before_resampling_allocates(t1):
     with pytest.raises(LimitError, match=r"resampling to 0.05×0.05×0.05 mm gives a grid of 1920×2240×1600"):
         mriae.compress(t1, affine=np.diag([2.0, 2.0, 2.0, 1.0]), spacing=(0.05, 0.05, 0.05))
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(("name", "exact"), [
+    ("aparc+aseg.nii.gz", True), ("sub-01_dseg.nii.gz", True), ("sub-01_desc-brain_mask.nii", True),
+    ("sub-01_T1w.nii.gz", False),
+])
+def test_a_file_named_as_a_label_map_is_coded_exactly_whatever_its_label_count(t1, tmp_path, name, exact):
+    """FreeSurfer's aparc+aseg has ~110 labels, more than the value-count rule takes."""
+    import nibabel as nib
+
+    labels = (np.digitize(t1, np.linspace(1, 999, 120)) * 17).astype(np.int16)  # 120 labels, up to 2040
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), path)
+    data, stats = mriae.compress(path)
+    restored = mriae.decompress(data).array
+    assert np.array_equal(restored, labels) is exact
+    assert read_header(data).lossless is exact and math.isinf(stats.psnr) is exact

@@ -4,8 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import NIBABEL_DATA
+
 from mriae.io import Image, ImageError, read_image, write_image
 
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import math
 import os
+import re
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +25,16 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from mriae.io.atomic import staging_folder
+from mriae.io.atomic import check_targets, staging_folder
+from mriae.limits import LimitError, Limits
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+PAIR_SUFFIXES = (".mhd", ".nhdr")
+"""Header files whose voxels go to a data file beside them."""
+_GZIP = zlib.MAX_WBITS | 16  # zlib window bits that read a gzip stream
+_READ_CHUNK = 1 << 20
 
 
 class ImageError(ValueError):
@@ -49,26 +60,63 @@ class Image:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
 
 
+LABEL_WORDS = frozenset({"mask", "dseg", "aseg", "aparc", "wmparc", "seg", "labels", "parc"})
+"""Words of a file name (split at _ . - +) that mark a label map or mask: BIDS ``_mask``,
+``_dseg``, FreeSurfer ``aseg``, ``aparc+aseg``, ``wmparc``, and the common ``seg``/``labels``."""
+
+
+def names_a_label_map(path: str | os.PathLike) -> bool:
+    """True if ``path``'s file name says it holds labels or a mask (see LABEL_WORDS)."""
+    name = Path(path).name.lower()
+    stem = name[: len(name) - len(output_suffix(Path(name)))] if output_suffix(Path(name)) else name
+    return not LABEL_WORDS.isdisjoint(re.split(r"[_.\-+]", stem))
+
+
 def output_suffix(path: Path) -> str:
     """The recognised image suffix of ``path`` ('' if none)."""
     name = path.name.lower()
     return next((s for s in SUFFIXES if name.endswith(s)), "")
 
 
-def read_image(path: str | os.PathLike) -> Image:
-    """Read an image file; raises ImageError with a one-line reason on any failure."""
+def image_files(path: str | os.PathLike) -> list[Path]:
+    """The files :func:`write_image` makes for ``path``: ``path``, and for a MetaImage or
+    detached NRRD header (.mhd, .nhdr) first the data file NAME.raw beside it; ImageError if
+    ``path`` is not of an image type.
+
+    Those pairs are written uncompressed; SimpleITK names their data files NAME.raw
+    (compressed it would write NAME.zraw for .mhd and NAME.raw.gz for .nhdr).
+    """
     path = Path(path)
     suffix = output_suffix(path)
-    if not path.is_file():
+    if not suffix:
+        raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
+    if suffix not in PAIR_SUFFIXES:
+        return [path]
+    return [path.with_name(path.name[: -len(suffix)] + ".raw"), path]
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Read an image file; raises ImageError with a one-line reason on any failure.
+
+    A header that claims more voxels than :class:`~mriae.limits.Limits` allow, or more bytes
+    than the file holds, is refused before its voxels are allocated.
+    """
+    path = Path(path)
+    suffix = output_suffix(path)
+    if not path.exists():
         raise ImageError(f"{path}: no such file")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a regular file")
     if not suffix:
         raise ImageError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
     try:
         image = _read_nifti(path, suffix) if suffix in NIFTI_SUFFIXES else _read_itk(path, suffix)
     except ImageError:
         raise
+    except LimitError as error:
+        raise ImageError(f"{path}: {error}") from error
     except Exception as error:  # nibabel/SimpleITK raise many types for damaged files
-        raise ImageError(f"{path}: cannot read image ({_one_line(error)})") from error
+        raise ImageError(f"{path}: cannot read image ({one_line(error)})") from error
     if image.array.size == 0:
         raise ImageError(f"{path}: image has no voxels (shape {image.array.shape})")
     if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
@@ -78,7 +126,8 @@ def read_image(path: str | os.PathLike) -> Image:
     return image
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line (its type's name if it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -87,10 +136,19 @@ def _read_nifti(path: Path, suffix: str) -> Image:
     if not isinstance(loaded, (nib.Nifti1Image, nib.Nifti2Image)) or loaded.header["magic"] not in (b"n+1", b"n+2"):
         raise ImageError(f"{path}: not a single-file NIfTI-1/NIfTI-2 image")
     proxy = loaded.dataobj
+    Limits.from_environment().check_image(proxy.shape, "header")
     offset = int(proxy.offset)
-    with nib.openers.ImageOpener(path) as stream:
-        header_bytes = stream.read(offset)
-    array = np.asarray(proxy.get_unscaled())
+    needed = offset + math.prod(proxy.shape) * proxy.dtype.itemsize
+    if suffix == ".nii":
+        _check_length(path, path.stat().st_size, needed, "")
+        with open(path, "rb") as stream:
+            header_bytes = stream.read(offset)
+        array = np.asarray(proxy.get_unscaled())
+    else:
+        content = _gunzip_start(path, needed)
+        _check_length(path, len(content), needed, " after decompression")
+        header_bytes = bytes(content[:offset])
+        array = np.frombuffer(content, proxy.dtype, math.prod(proxy.shape), offset).reshape(proxy.shape, order="F")
     source = {
         "kind": "nifti",
         "header": base64.b64encode(header_bytes).decode("ascii"),
@@ -98,6 +156,30 @@ def _read_nifti(path: Path, suffix: str) -> Image:
         "dtype": proxy.dtype.str,
     }
     return Image(array, np.asarray(loaded.affine, dtype=np.float64), suffix, source)
+
+
+def _check_length(path: Path, available: int, needed: int, where: str) -> None:
+    if available < needed:
+        raise ImageError(f"{path}: file is truncated: header needs {needed} bytes, file has {available}{where}")
+
+
+def _gunzip_start(path: Path, size: int) -> bytearray:
+    """The first ``size`` bytes of the gzip file ``path`` (all of it if shorter), inflated
+    piece by piece: memory grows with what the file holds, not with what its header claims.
+    Concatenated gzip members (bgzip writes them) are read in turn."""
+    content = bytearray()
+    inflater = zlib.decompressobj(_GZIP)
+    pending = b""
+    with open(path, "rb") as stream:
+        while len(content) < size:
+            pending = pending or stream.read(_READ_CHUNK)
+            if not pending:
+                break
+            content += inflater.decompress(pending, size - len(content))
+            pending = inflater.unconsumed_tail
+            if inflater.eof:
+                pending, inflater = inflater.unused_data, zlib.decompressobj(_GZIP)
+    return content
 
 
 def _itk_affine(image: sitk.Image) -> np.ndarray:
@@ -109,8 +191,29 @@ def _itk_affine(image: sitk.Image) -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Keep SimpleITK's C++ code from printing on stderr (MetaIO writes "data not read
+    completely" there, besides raising the exception that carries the reason). The whole
+    process's stderr goes to /dev/null meanwhile, other threads' included."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_itk(path: Path, suffix: str) -> Image:
-    image = sitk.ReadImage(str(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    with _native_stderr_silenced():
+        reader.ReadImageInformation()
+        Limits.from_environment().check_image(reader.GetSize(), "header")
+        image = reader.Execute()
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImageError(f"{path}: multi-component (vector/RGB) images are not supported")
     if image.GetDimension() != 3:
@@ -128,25 +231,32 @@ def _read_itk(path: Path, suffix: str) -> Image:
     return Image(array, _itk_affine(image), suffix, source)
 
 
-def write_image(image: Image, path: str | os.PathLike) -> None:
-    """Write ``image`` atomically (temporary file, then rename), in the format of ``path``'s suffix.
+def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Write ``image`` in the format of ``path``'s suffix, whole or not at all
+    (:mod:`mriae.io.atomic`); FileExistsError if any of its :func:`image_files` exists
+    (unless ``overwrite``).
 
     Written in its own format, an image gets its original header back (NIfTI header bytes,
     ITK geometry and metadata); written in another format, or made from a bare array, it
-    gets a fresh header carrying its affine.
+    gets a fresh header carrying its affine. A boolean array is written as uint8 0/1.
     """
     path = Path(path)
-    suffix = output_suffix(path)
-    if not suffix:
-        raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
+    files = image_files(path)
+    if image.array.dtype == np.bool_:  # no image format stores booleans: a mask is written as 0/1 uint8
+        image = Image(image.array.view(np.uint8), image.affine, image.suffix, image.source)
     if image.array.dtype.kind not in "iuf":
         raise ImageError(f"{path}: cannot write voxels of type {image.array.dtype}")
-    with staging_folder(path) as scratch:
+    check_targets(files, overwrite)
+    suffix = output_suffix(path)
+    with staging_folder(path.parent, overwrite) as scratch:
         staged = scratch / path.name
         if suffix in NIFTI_SUFFIXES:
             _write_nifti(image, staged)
         else:
-            _write_itk(image, staged)
+            # SimpleITK recognises (and, for .mhd, writes) suffixes in lower case only
+            lower = staged.with_name(staged.name[: -len(suffix)] + suffix)
+            _write_itk(image, lower)
+            lower.rename(staged)
 
 
 def _write_nifti(image: Image, path: Path) -> None:
