@@ -2,7 +2,8 @@
 
 The bundle's configs build the data pipeline from :mod:`mriae.transforms.monai` and MONAI
 transforms; these runners only iterate the MONAI ``Dataset``, measure, write the
-reconstructions and the metrics CSV, and log.
+reconstructions and the metrics CSV, and log. Like a batch job, they refuse two inputs that
+would share an output before any work, and replace no file unless ``overwrite`` is set.
 """
 
 from __future__ import annotations
@@ -11,21 +12,33 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import Dataset
 
+from mriae.batch.inputs import refuse_shared_outputs
+from mriae.batch.task import failure_reason
 from mriae.codec import psnr
-from mriae.io import Image, output_suffix, read_image, write_image
+from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.image import SUFFIXES
+from mriae.transforms.monai import refuse_existing, stem_of
 
 logger = logging.getLogger("mriae.bundle")
 
+INFERENCE_COLUMNS = ("file", "status", "error", "mriae_file", "reconstruction", "shape", "original_bytes",
+                     "compressed_bytes", "bits_per_voxel", "psnr_db", "quality", "seconds")
+"""Columns of the inference metrics CSV (a failed file fills ``file``, ``status``, ``error``, ``seconds``)."""
+
 
 class BundleInputError(ValueError):
-    """A dataset folder the bundle cannot run on; the message names it."""
+    """A dataset the bundle cannot run on (no such folder, inputs sharing an output); the message names it."""
+
+
+class BundleRunError(RuntimeError):
+    """A run in which some files failed, raised after the others finished and the metrics were written."""
 
 
 def list_images(dataset_dir: str, suffixes: Sequence[str] = SUFFIXES) -> list[str]:
@@ -39,10 +52,19 @@ def list_images(dataset_dir: str, suffixes: Sequence[str] = SUFFIXES) -> list[st
     return files
 
 
-def stem(path: str | Path) -> str:
-    path = Path(path)
-    suffix = output_suffix(path) or path.suffix
-    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+def check_distinct_outputs(sources: Sequence[str], output_dir: Path, name: str = "{stem}.mriae") -> None:
+    """BundleInputError, before any work, if two ``sources`` would be written to one file
+    ``output_dir / name`` (``vol.nii`` and ``vol.nrrd`` both give ``vol.mriae``)."""
+    targets = [(Path(source), output_dir / name.format(stem=stem_of(source))) for source in sources]
+    refuse_shared_outputs(targets, BundleInputError)
+
+
+def failure_of(error: BaseException, source: Path) -> str:
+    """One line naming ``source`` and the problem: the error a transform raised, out of the
+    ``RuntimeError("applying transform ...")`` MONAI wraps it in (once per Compose level)."""
+    while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
+        error = error.__cause__
+    return failure_reason(error, source)
 
 
 def _cast(array: np.ndarray, original: Image) -> np.ndarray:
@@ -52,10 +74,10 @@ def _cast(array: np.ndarray, original: Image) -> np.ndarray:
     return array.reshape(original.array.shape, order="F").astype(dtype)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict], columns: Sequence[str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=list(columns or rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -69,52 +91,75 @@ class InferenceRunner:
     ``mriae_key``, saved it and decoded it to ``reconstruction_key``) write the reconstruction
     next to the .mriae file in the original format and one metrics row.
 
+    Two inputs that would be saved under one name are refused before any work. A file that
+    fails (unreadable, undecodable, an output that exists) gets a row with status ``failed``
+    and the reason, and the others go on; once the metrics are written, a run with failed
+    files raises :class:`BundleRunError`, so that ``python -m monai.bundle run`` exits non-zero.
+
     Args:
         dataset: a MONAI ``Dataset`` of dicts with ``image`` (the source path).
         output_dir: where the .mriae files went; reconstructions and ``metrics_file`` go there too.
         save_reconstructions: write ``<name>_recon<suffix>`` files.
+        overwrite: replace existing reconstructions (``SaveMriaed`` has its own setting; the
+            config sets both from its ``overwrite``).
     """
 
-    def __init__(self, dataset: Iterable[dict], output_dir: str, metrics_file: str = "metrics.csv",
+    def __init__(self, dataset: Dataset, output_dir: str, metrics_file: str = "metrics.csv",
                  image_key: str = "image", mriae_key: str = "mriae", reconstruction_key: str = "reconstruction",
-                 save_reconstructions: bool = True) -> None:
+                 save_reconstructions: bool = True, overwrite: bool = False) -> None:
         self.dataset = dataset
         self.output_dir = Path(output_dir)
         self.metrics_file = self.output_dir / metrics_file
         self.image_key, self.mriae_key, self.reconstruction_key = image_key, mriae_key, reconstruction_key
         self.save_reconstructions = save_reconstructions
+        self.overwrite = overwrite
 
     def run(self) -> list[dict]:
+        sources = [Path(item[self.image_key]) for item in self.dataset.data]
+        check_distinct_outputs(sources, self.output_dir)
         rows = []
-        for index in range(len(self.dataset)):  # type: ignore[arg-type]
+        for index, source in enumerate(sources):
             started = time.perf_counter()
-            item = self.dataset[index]  # type: ignore[index]
-            source = Path(item[self.image_key])
-            original = read_image(source)
-            reconstruction = _cast(spatial_array_raw(item[self.reconstruction_key], original), original)
-            mriae_path = Path(item[f"{self.mriae_key}_path"])
-            stats = item.get(f"{self.mriae_key}_stats", {})
-            row = {
-                "file": source.name,
-                "mriae_file": mriae_path.name,
-                "shape": "x".join(str(n) for n in original.array.shape),
-                "original_bytes": source.stat().st_size,
-                "compressed_bytes": mriae_path.stat().st_size,
-                "bits_per_voxel": round(mriae_path.stat().st_size * 8 / original.array.size, 4),
-                "psnr_db": _number(psnr(original.array, reconstruction)),
-                "quality": stats.get("quality", ""),
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-            if self.save_reconstructions:
-                target = self.output_dir / f"{stem(source)}_recon{original.suffix}"
-                write_image(Image(reconstruction, original.affine, original.suffix, original.source), target)
-                row["reconstruction"] = target.name
-            logger.info("%s → %s: %s bits/voxel, PSNR %s dB", row["file"], row["mriae_file"], row["bits_per_voxel"],
-                        row["psnr_db"])
-            rows.append(row)
-        _write_csv(self.metrics_file, rows)
+            try:
+                row = self.process(self.dataset[index])
+                logger.info("%s → %s: %s bits/voxel, PSNR %s dB", row["file"], row["mriae_file"],
+                            row["bits_per_voxel"], row["psnr_db"])
+            except Exception as error:  # noqa: BLE001 - one file's failure is its row; the others go on
+                row = {"file": source.name, "status": "failed", "error": failure_of(error, source)}
+                logger.error("failed: %s", row["error"])
+            rows.append({**row, "seconds": round(time.perf_counter() - started, 2)})
+        _write_csv(self.metrics_file, rows, INFERENCE_COLUMNS)
         logger.info("metrics of %d files written to %s", len(rows), self.metrics_file)
+        failed = [row for row in rows if row["status"] == "failed"]
+        if failed:
+            raise BundleRunError(f"{len(failed)} of {len(rows)} files failed (see {self.metrics_file}): "
+                                 f"{failed[0]['error']}")
         return rows
+
+    def process(self, item: dict) -> dict:
+        """The metrics row of one transformed ``item``, after writing its reconstruction."""
+        source = Path(item[self.image_key])
+        original = read_image(source)
+        reconstruction = _cast(spatial_array_raw(item[self.reconstruction_key], original), original)
+        mriae_path = Path(item[f"{self.mriae_key}_path"])
+        row = {
+            "file": source.name,
+            "status": "done",
+            "mriae_file": mriae_path.name,
+            "shape": "x".join(str(n) for n in original.array.shape),
+            "original_bytes": source.stat().st_size,
+            "compressed_bytes": mriae_path.stat().st_size,
+            "bits_per_voxel": round(mriae_path.stat().st_size * 8 / original.array.size, 4),
+            "psnr_db": _number(psnr(original.array, reconstruction)),
+            "quality": item.get(f"{self.mriae_key}_stats", {}).get("quality", ""),
+        }
+        if self.save_reconstructions:
+            target = self.output_dir / f"{stem_of(source)}_recon{original.suffix}"
+            refuse_existing(image_files(target), self.overwrite)
+            write_image(Image(reconstruction, original.affine, original.suffix, original.source), target,
+                        overwrite=self.overwrite)
+            row["reconstruction"] = target.name
+        return row
 
 
 def spatial_array_raw(tensor: torch.Tensor, original: Image) -> np.ndarray:
@@ -143,6 +188,8 @@ class EvaluationRunner:
         self.image_key = image_key
 
     def run(self) -> list[dict]:
+        sources = [item[self.image_key] for item in self.data]
+        check_distinct_outputs(sources, self.output_dir, f"{{stem}}_q{self.qualities[0]}.mriae")
         rows = []
         for item in self.data:
             original = self.original_loader(dict(item))[self.image_key]
@@ -150,7 +197,7 @@ class EvaluationRunner:
             for quality in self.qualities:
                 started = time.perf_counter()
                 coded = self.compress_factory(quality)(dict(item))
-                saved = self.save({**coded, "name": f"{stem(item[self.image_key])}_q{quality}"})
+                saved = self.save({**coded, "name": f"{stem_of(item[self.image_key])}_q{quality}"})
                 path = Path(saved["mriae_path"])
                 loaded = self.loader({"mriae": str(path)})["mriae"]
                 if not np.allclose(loaded.affine.numpy(), original.affine.numpy(), atol=1e-6):

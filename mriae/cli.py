@@ -291,6 +291,7 @@ def batch(
     workers: Annotated[int | None, typer.Option(help="Local workers (default: one per core).")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
+    force: Force = False,
     debug: Debug = False,
 ) -> None:
     """Compress (or decompress) many files on Dask: embedded by default, a cluster by address."""
@@ -298,11 +299,12 @@ def batch(
 
     with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
         if job is not None:
-            spec = BatchJob.from_yaml(job)
+            spec = BatchJob.from_yaml(job, force)
         elif inputs is None or output is None:
             raise UsageError("give INPUTS and OUTPUT, or --job job.yaml")
         else:
-            spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker)
+            spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker,
+                            force=force)
         with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("files", total=None)
 

@@ -7,17 +7,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, anatomy
 from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImage, LoadImaged
 
-from conftest import REPO, anatomy
 from mriae.codec import psnr
 from mriae.container import MAGIC
-from mriae.io.reader import MriaeReadError, MriaeReader
+from mriae.io.reader import MriaeReader, MriaeReadError
 from mriae.models.weights import load_codec
 from mriae.transforms.geometry import plan
 from mriae.transforms.monai import (
-    Compress, Compressd, Decompress, Decompressd, SaveMriaed, ToNetworkGrid, ToNetworkGridd,
+    Compress,
+    Compressd,
+    Decompress,
+    Decompressd,
+    SaveMriae,
+    SaveMriaed,
+    ToNetworkGrid,
+    ToNetworkGridd,
 )
 
 MNI = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
@@ -162,3 +169,47 @@ def test_reader_suffix_check():
     reader = MriaeReader()
     assert reader.verify_suffix("a/b.mriae") and reader.verify_suffix(["a.MRIAE", "b.mriae"])
     assert not reader.verify_suffix("a.nii.gz")
+
+
+def test_save_mriae_never_replaces_a_file_unless_asked(tmp_path):
+    (tmp_path / "scan.mriae").write_bytes(b"an archive")
+    with pytest.raises(FileExistsError) as refused:
+        SaveMriaed("mriae", output_dir=tmp_path)({"mriae": b"new bytes", "image": "/data/scan.nii.gz"})
+    assert str(refused.value) == f"{tmp_path / 'scan.mriae'} already exists (overwrite=True replaces it)"
+    assert (tmp_path / "scan.mriae").read_bytes() == b"an archive"
+    assert SaveMriae(tmp_path, overwrite=True)(b"new bytes", "scan") == str(tmp_path / "scan.mriae")
+    assert (tmp_path / "scan.mriae").read_bytes() == b"new bytes"
+
+
+def test_big_endian_volumes_decode_to_native_tensors(tmp_path, mni_t1):
+    source = tmp_path / "big.nii.gz"
+    image = nib.Nifti1Image(anatomy(mni_t1, (20, 22, 16), np.int16, 0, 900), np.eye(4),
+                            nib.Nifti1Header().as_byteswapped(">"))
+    image.set_data_dtype(">i2")
+    nib.save(image, source)
+    target = tmp_path / "big.mriae"
+    target.write_bytes(Compress()(str(source)))
+    restored = Decompress()(target)
+    assert restored.dtype == torch.int16 and tuple(restored.shape) == (1, 20, 22, 16)
+    loaded = LoadImage(reader=MriaeReader(), image_only=True, dtype=None)(target)
+    assert loaded.dtype == torch.int16
+    assert np.array_equal(loaded.numpy(), restored[0].numpy())
+    assert psnr(np.asarray(image.dataobj), restored[0].numpy()) >= 15.0  # byte-swapped voxels would be far off
+
+
+def test_compress_refuses_nan_voxels_with_a_clear_error():
+    volume = torch.rand(1, 16, 16, 8)
+    volume[0, 3, 4, 5] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or infinite voxel"):
+        Compress()(MetaTensor(volume))
+    with pytest.raises(ValueError, match="1 NaN or infinite voxel"):
+        Compressd("image")({"image": volume})
+
+
+def test_compress_codes_a_file_named_as_a_label_map_exactly(tmp_path):
+    labels = (np.arange(24 * 20 * 16).reshape(24, 20, 16) % 100 * 3).astype(np.int16)  # 100 labels
+    path = tmp_path / "sub-01_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), path)
+    for source in (str(path), LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(str(path))):
+        restored = Decompress()(Compress()(source))
+        assert np.array_equal(restored[0].numpy(), labels)

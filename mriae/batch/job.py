@@ -1,7 +1,8 @@
 """Batch jobs on Dask distributed: an embedded LocalCluster by default, or a running
-cluster by address. The client submits one task per file, collects records as they
-finish, appends each to the job's state log (so a killed job resumes), and writes the
-CSV/JSON reports.
+cluster by address. The client checks every output path before any work, submits one
+task per file (each task logs its finished file in the job's state log, so a stopped job
+resumes), collects the records as they finish, and writes the CSV/JSON reports whatever
+happens.
 """
 
 from __future__ import annotations
@@ -9,17 +10,21 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from mriae.batch.inputs import discover
-from mriae.batch.task import Record, Settings, run_task
+from mriae.batch.inputs import Item, check_outputs, discover
+from mriae.batch.state import load_state
+from mriae.batch.task import Record, Settings, failure_reason, run_task
 
-STATE_FILE = ".mriae-batch-state.jsonl"
 REPORT_STEM = "batch_report"
 
 
@@ -35,10 +40,12 @@ class BatchJob:
     workers: int | None = None
     threads_per_worker: int = 1
     memory_limit: str = "4GiB"
+    force: bool = False
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "BatchJob":
-        """Load a job spec; relative ``inputs``/``output`` are relative to the YAML file."""
+    def from_yaml(cls, path: str | os.PathLike, force: bool = False) -> BatchJob:
+        """Load a job spec; relative ``inputs``/``output`` are relative to the YAML file.
+        ``force`` (the command line's ``--force``) forces whatever the file says."""
         raw = yaml.safe_load(Path(path).read_text()) or {}
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
@@ -47,11 +54,9 @@ class BatchJob:
         for key in ("inputs", "output"):
             if key not in raw:
                 raise ValueError(f"{path}: missing '{key}'")
-            if not any(ch in str(raw[key]) for ch in "*?[") and not Path(raw[key]).is_absolute():
+            if not Path(raw[key]).is_absolute():
                 raw[key] = str(base / raw[key])
-            elif not Path(raw[key]).is_absolute():
-                raw[key] = str(base / raw[key])
-        return cls(**raw)
+        return cls(**{**raw, "force": bool(raw.get("force")) or force})
 
 
 @dataclass
@@ -70,24 +75,26 @@ class Summary:
         before, after = sum(r.input_bytes for r in done), sum(r.output_bytes for r in done)
         ratio = f", {before / after:.1f}× on the files done" if after else ""
         state = " (interrupted)" if self.interrupted else ""
+        cancelled = f", {self.count('cancelled')} cancelled" if self.count("cancelled") else ""
         return (
             f"{len(self.records)} files{state}: {self.count('done')} done, {self.count('skipped')} skipped, "
-            f"{self.count('failed')} failed in {self.seconds:.1f} s{ratio}"
+            f"{self.count('failed')} failed{cancelled} in {self.seconds:.1f} s{ratio}"
         )
 
-
-def load_state(output_root: Path) -> dict[str, dict]:
-    """Latest state entry per source path (later lines win)."""
-    path = output_root / STATE_FILE
-    entries: dict[str, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill: ignore it
-            entries[entry["path"]] = entry
-    return entries
+    def add_unfinished(self, items: list[Item], settings: Settings) -> None:
+        """A record for every item the client got none for (Ctrl-C, an error of the job):
+        the one its task logged in this run if it got that far, else ``cancelled``."""
+        state = load_state(settings.output_root)
+        reported = {r.path for r in self.records}
+        reason = "interrupted" if self.interrupted else "the job stopped"
+        for item in items:
+            if str(item.source) in reported:
+                continue
+            entry = state.get(str(item.source), {})
+            if entry.get("run") == settings.run:
+                self.records.append(Record.from_state(entry))
+            else:
+                self.records.append(Record(str(item.source), "", "cancelled", error=f"{reason} before it finished"))
 
 
 def start_client(job: BatchJob):
@@ -104,45 +111,102 @@ def start_client(job: BatchJob):
     return Client(cluster)
 
 
+def close_client(client) -> None:
+    """Close ``client`` and the LocalCluster it started, if any."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+@contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while the body (the cluster's start) runs, and raise it as
+    KeyboardInterrupt when the body is done, even if the body failed (a Ctrl-C in a terminal
+    also reaches the worker processes being started): Dask cannot clean up a cluster
+    interrupted halfway through its start. The body runs as is outside the main thread, or
+    when SIGINT has another handler than Python's default.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    if not in_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pressed: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pressed:
+            raise KeyboardInterrupt
+
+
+def plan(job: BatchJob) -> tuple[list[Item], Settings]:
+    """The items of ``job`` and their settings, paths absolute; BatchInputError if two
+    inputs would share an output or one would leave the output folder."""
+    output_root = Path(job.output).absolute()
+    items = discover(job.inputs, job.decompress)
+    check_outputs(items, output_root, job.decompress)
+    return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex)
+
+
 def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None) -> Summary:
-    """Run ``job`` to the end (or until Ctrl-C); returns its summary and writes the reports."""
+    """Run ``job`` to the end (or until Ctrl-C); returns its summary and writes the reports.
+
+    A job that cannot run as given raises BatchInputError before anything is written. Once
+    it runs, the reports are written whatever happens; files without a result (Ctrl-C, or
+    an error of the job itself, which is raised after the reports) are ``cancelled``.
+    """
+    started = time.perf_counter()
+    items, settings = plan(job)
+    settings.output_root.mkdir(parents=True, exist_ok=True)
+    summary = Summary()
+    client = None
+    try:
+        with ctrl_c_held():
+            client = start_client(job)
+        collect(client, items, settings, summary, on_record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        summary.add_unfinished(items, settings)
+        summary.seconds = time.perf_counter() - started
+        write_reports(summary, settings.output_root)
+        if client is not None:
+            close_client(client)
+    return summary
+
+
+def collect(client, items: list[Item], settings: Settings, summary: Summary,
+            on_record: Callable[[Record, int, int], None] | None) -> None:
+    """Submit one task per item (with its entry in the state log) and add each record to
+    ``summary`` as it finishes. A future that fails at the Dask level (a worker killed too
+    often, a cancelled task) gives its file a failed record; on Ctrl-C the remaining tasks
+    are cancelled."""
     from distributed import as_completed
 
-    started = time.perf_counter()
-    output_root = Path(job.output)
-    output_root.mkdir(parents=True, exist_ok=True)
-    items = discover(job.inputs, job.decompress)
-    settings = Settings(output_root, job.decompress, job.quality)
-    state = load_state(output_root)
-    summary = Summary()
-    client = start_client(job)
+    state = load_state(settings.output_root)
+    futures = {
+        client.submit(run_task, item, settings, state.get(str(item.source)), key=f"mriae-{index}-{item.relative}",
+                      pure=False): item
+        for index, item in enumerate(items)
+    }
     try:
-        futures = [
-            client.submit(run_task, item, settings, state.get(str(item.source)), key=f"mriae-{index}-{item.relative}",
-                          pure=False)
-            for index, item in enumerate(items)
-        ]
-        with (output_root / STATE_FILE).open("a") as log:
-            try:
-                for future in as_completed(futures):
-                    record = future.result()
-                    summary.records.append(record)
-                    if record.status != "failed":
-                        log.write(json.dumps({**record.to_dict(), "settings": settings.signature}) + "\n")
-                        log.flush()
-                    if on_record:
-                        on_record(record, len(summary.records), len(items))
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                client.cancel(futures)
-    finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    summary.seconds = time.perf_counter() - started
-    write_reports(summary, output_root)
-    return summary
+        for future in as_completed(futures):
+            summary.records.append(result_of(future, futures[future]))
+            if on_record:
+                on_record(summary.records[-1], len(summary.records), len(items))
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        raise
+
+
+def result_of(future, item: Item) -> Record:
+    """The record a finished future holds, or a failed one naming the Dask-level error."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - KilledWorker, FutureCancelledError, a lost worker, ...
+        return Record(str(item.source), "", "failed", error=failure_reason(error, item.source))
 
 
 def write_reports(summary: Summary, output_root: Path) -> None:
@@ -159,6 +223,7 @@ def write_reports(summary: Summary, output_root: Path) -> None:
             "done": summary.count("done"),
             "skipped": summary.count("skipped"),
             "failed": summary.count("failed"),
+            "cancelled": summary.count("cancelled"),
             "seconds": round(summary.seconds, 3),
             "interrupted": summary.interrupted,
         },

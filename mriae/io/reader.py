@@ -59,7 +59,7 @@ def _nifti_header_meta(source: dict) -> dict:
             pass
         return {key: value for key, value in dict(header).items() if not isinstance(value, np.ndarray)
                 or value.dtype.kind in "iufb"}
-    except Exception:  # a damaged header only costs the extra fields
+    except Exception:  # noqa: BLE001 - a damaged header only costs the extra fields
         return {}
 
 
@@ -122,11 +122,12 @@ def image_meta(image: Image, filename: str | None = None) -> dict:
 
 
 def spatial_first(array: np.ndarray) -> np.ndarray:
-    """(X, Y, Z) for one volume, (X, Y, Z, N) for a series (further axes folded into N)."""
+    """(X, Y, Z) for one volume, (X, Y, Z, N) for a series (further axes folded into N), in
+    native byte order (a big-endian original decodes to big-endian voxels, which torch refuses)."""
     array = (array.reshape(tuple(array.shape) + (1,) * (3 - array.ndim)) if array.ndim < 3 else array)
     if array.ndim > 4:
         array = array.reshape(array.shape[:3] + (-1,), order="F")
-    return array
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
 class MriaeReader(ImageReader):

@@ -29,8 +29,16 @@ from monai.utils import TraceKeys, ensure_tuple_rep, get_equivalent_dtype
 
 from mriae.codec import DEFAULT_QUALITY, Stats, compress_image, decompress_image
 from mriae.io.atomic import write_bytes_atomic
-from mriae.io.image import Image, fresh_nifti_source, read_image
-from mriae.io.reader import MONAI_META, MRIAE_SUFFIX, MriaeReadError, decode_file, image_meta, jsonable_meta, spatial_first
+from mriae.io.image import Image, fresh_nifti_source, names_a_label_map, read_image
+from mriae.io.reader import (
+    MONAI_META,
+    MRIAE_SUFFIX,
+    MriaeReadError,
+    decode_file,
+    image_meta,
+    jsonable_meta,
+    spatial_first,
+)
 from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 
@@ -175,9 +183,13 @@ class Compress(Transform):
         return image, None
 
     def compress(self, img) -> tuple[bytes, Stats]:
-        """(.mriae bytes, :class:`~mriae.codec.Stats`)."""
+        """(.mriae bytes, :class:`~mriae.codec.Stats`). An integer image whose file name marks
+        a label map or mask (a path, or a MetaTensor's ``filename_or_obj``) is coded exactly."""
         image, file_size = self.image_of(img)
-        return compress_image(image, self.quality, self.spacing, self.weights, original_bytes=file_size)
+        name = img.meta.get("filename_or_obj") if isinstance(img, MetaTensor) else img
+        label_map = isinstance(name, (str, os.PathLike)) and names_a_label_map(name)
+        return compress_image(image, self.quality, self.spacing, self.weights, original_bytes=file_size,
+                              label_map=label_map)
 
     def __call__(self, img) -> bytes:
         return self.compress(img)[0]
@@ -284,30 +296,37 @@ class SaveMriae(Transform):
 
     Args:
         output_dir: folder to write to (created if missing).
-        overwrite: replace an existing file (otherwise raise ``FileExistsError``).
+        overwrite: replace an existing file; by default ``FileExistsError`` (never replaced
+            unless asked, like the command line without ``--force``).
     """
 
-    def __init__(self, output_dir: PathLike, overwrite: bool = True) -> None:
+    def __init__(self, output_dir: PathLike, overwrite: bool = False) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
 
     def __call__(self, data: bytes, name: str) -> str:
         target = self.output_dir / (name if name.endswith(MRIAE_SUFFIX) else name + MRIAE_SUFFIX)
-        if target.exists() and not self.overwrite:
-            raise FileExistsError(f"{target} already exists")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(target, data)
+        refuse_existing([target], self.overwrite)
+        write_bytes_atomic(target, data, overwrite=self.overwrite)
         return str(target)
+
+
+def refuse_existing(targets: Sequence[Path], overwrite: bool) -> None:
+    """``FileExistsError`` naming the first of ``targets`` that exists, unless ``overwrite``."""
+    for target in targets:
+        if not overwrite and os.path.lexists(target):
+            raise FileExistsError(f"{target} already exists (overwrite=True replaces it)")
 
 
 class SaveMriaed(MapTransform):
     """Dictionary version of :class:`SaveMriae`: writes ``d[key]`` and puts the path in ``d[f"{key}_{path_key_postfix}"]``.
 
-    The file is named after ``d[name_key]`` (a file path or name: its image suffix is dropped).
+    The file is named after ``d[name_key]`` (a file path or name: its image suffix is dropped);
+    an existing file is kept (``FileExistsError``) unless ``overwrite``.
     """
 
     def __init__(self, keys: KeysCollection, output_dir: PathLike, name_key: str = "image",
-                 path_key_postfix: str = "path", overwrite: bool = True, allow_missing_keys: bool = False) -> None:
+                 path_key_postfix: str = "path", overwrite: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.saver = SaveMriae(output_dir, overwrite)
         self.name_key = name_key
