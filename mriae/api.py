@@ -42,6 +42,7 @@ def compress(
     whose name marks a label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
     """
     if output is not None:
+        refuse_replacing_the_input(source, output)
         check_targets([output], force)
     if isinstance(source, np.ndarray):
         image = Image(source, checked_affine(affine))
@@ -54,6 +55,12 @@ def compress(
     if output is not None:
         write_bytes_atomic(output, data, overwrite=force)
     return data, stats
+
+
+def refuse_replacing_the_input(source: PathLike | np.ndarray | bytes, output: PathLike) -> None:
+    """ValueError if ``output`` is the ``source`` file itself: never replaced, even with ``force``."""
+    if isinstance(source, (str, os.PathLike)) and Path(output).resolve() == Path(source).resolve():
+        raise ValueError(f"output {output} would replace the input")
 
 
 def checked_affine(affine: np.ndarray | None) -> np.ndarray:
@@ -82,6 +89,7 @@ def decompress(
     (FileExistsError if it or its data file exists, unless ``force``).
     """
     if output is not None:
+        refuse_replacing_the_input(source, output)
         check_targets(image_files(output), force)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
     image = decompress_image(data, progress=progress)

@@ -305,6 +305,8 @@ def batch(
         else:
             spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker,
                             force=force)
+        if not spec.decompress:
+            check_quality(spec.quality)
         with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("files", total=None)
 

@@ -16,26 +16,35 @@ import torch
 import zlib
 
 from mriae import container, exact
-from mriae.header import Header, ImageInfo, VolumeInfo, grid_of, grid_record, header_record, read
+from mriae.header import (
+    EXACT_INTEGER,
+    MAX_AXES,
+    MODEL_ID_DIGITS,
+    Header,
+    HeaderError,
+    ImageInfo,
+    VolumeInfo,
+    grid_of,
+    grid_record,
+    header_record,
+    parse_header,
+    read,
+)
 from mriae.io import Image
-from mriae.limits import Limits
+from mriae.limits import LimitError, Limits
 from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 from mriae.transforms.intensity import IntensityRange, outlier_mask
 
 DEFAULT_QUALITY = 5
-MODEL_ID_DIGITS = 16
-"""Hex digits of the weights' SHA-256 a file records: 64 bits, ample to tell weights apart."""
 Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
 
 LABEL_VALUES = 64
-"""An integer image with at most this many distinct values is a label map or mask: coded
-exactly, since any other value would be a wrong label."""
-EXACT_INTEGER = 2**53
-"""Integer voxels must lie within ±EXACT_INTEGER to be coded lossily: the range is kept as float64."""
+"""An image of whole numbers with at most this many distinct values is a label map or mask:
+coded exactly, since any other value would be a wrong label."""
 
 
 class CodecError(ValueError):
@@ -94,6 +103,8 @@ def check_codable(array: np.ndarray) -> None:
     kind = array.dtype.kind
     if kind not in "biuf" or array.dtype.itemsize > 8:
         raise UncodableError(f"voxel type {array.dtype} cannot be coded (booleans, integers and floats can)")
+    if not 1 <= array.ndim <= MAX_AXES:
+        raise UncodableError(f"an image has 1 to {MAX_AXES} axes, this one has {array.ndim}")
     if array.size == 0:
         raise UncodableError(f"image has no voxels (shape {array.shape})")
     if kind == "f" and not np.isfinite(array).all():
@@ -101,14 +112,23 @@ def check_codable(array: np.ndarray) -> None:
         raise UncodableError(f"image contains {bad} NaN or infinite voxel{'s' * (bad > 1)}, which cannot be coded")
 
 
+def whole_numbers(array: np.ndarray) -> bool:
+    """True for boolean and integer images, and float images holding only whole numbers."""
+    if array.dtype.kind in "biu":
+        return True
+    sample = array.ravel()[:: max(1, array.size // 65536)]
+    return bool(np.all(sample == np.round(sample))) and bool(np.all(array == np.round(array)))
+
+
 def is_label_map(array: np.ndarray) -> bool:
-    """True for a boolean image, or an integer one with at most LABEL_VALUES distinct values."""
+    """True for a boolean image, or one of whole numbers (integer or float: MONAI loads
+    labels as float32) with at most LABEL_VALUES distinct values."""
     if array.dtype.kind == "b":
         return True
-    if array.dtype.kind not in "iu":
-        return False
     sample = array.ravel()[:: max(1, array.size // 65536)]
-    return np.unique(sample).size <= LABEL_VALUES and np.unique(array).size <= LABEL_VALUES
+    if np.unique(sample).size > LABEL_VALUES or not whole_numbers(array):
+        return False
+    return np.unique(array).size <= LABEL_VALUES
 
 
 @contextmanager
@@ -180,16 +200,19 @@ def compress_image(
     """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`,
     measured on exactly what the decoder will produce.
 
-    Label maps and masks (:func:`is_label_map`, or any integer image when the caller knows
-    it holds labels: ``label_map``) are coded exactly; other images through the network at
-    ``quality``, with outlier voxels stored exactly beside the code. Raises UncodableError
-    for an image that cannot be coded as promised.
+    Label maps and masks (:func:`is_label_map`, or any image of whole numbers when the
+    caller knows it holds labels: ``label_map``) are coded exactly; other images through the
+    network at ``quality``, with outlier voxels stored exactly beside the code. Raises
+    UncodableError for an image that cannot be coded as promised, or whose file its decoder
+    would refuse (the header is parsed back, with the decoder's limits, before returning).
     """
     array = image.array
     check_codable(array)
-    Limits.from_environment().check_image(array.shape, "image")
+    limits = Limits.from_environment()
+    limits.check_image(array.shape, "image")
+    limits.check_volume(spatial_shape(array.shape), "a volume")
     volumes = volumes_of(array)
-    if (label_map and array.dtype.kind in "biu") or is_label_map(array):
+    if (label_map and whole_numbers(array)) or is_label_map(array):
         chunks = [exact.pack_voxels(volumes[..., i]) for i in range(volumes.shape[3])]
         records = tuple(VolumeInfo(True, checksum=exact.checksum(volumes[..., i])) for i in range(volumes.shape[3]))
         header = Header(container.FORMAT_VERSION, _image_info(image), records, None, None, None, None, None)
@@ -224,7 +247,14 @@ def _image_info(image: Image) -> ImageInfo:
 
 def _packed(header: Header, chunks: list[bytes], array: np.ndarray, original_bytes: int | None,
             quality_db: float) -> tuple[bytes, Stats]:
-    data = container.pack(header_record(header), chunks)
+    """The container of ``header`` and ``chunks``, once the header has passed the decoder's
+    own parser (so that no file is written that its reader would refuse)."""
+    record = header_record(header)
+    try:
+        parse_header(record, container.FORMAT_VERSION)
+    except (HeaderError, LimitError) as error:
+        raise UncodableError(f"cannot be stored as it is: {error}") from error
+    data = container.pack(record, chunks)
     raw_size = original_bytes if original_bytes is not None else array.nbytes
     return data, Stats(raw_size, len(data), int(array.size), quality_db)
 
@@ -289,11 +319,7 @@ def _decoder_of(header: Header) -> tuple[Codec, GridPlan]:
     if header.quality not in codec.qualities:
         raise CodecError(f"quality {header.quality} is not a level of weights '{codec.name}'")
     image = header.image
-    try:
-        grid = grid_of(header.grid, image.volume_shape, image.affine, codec.model.config.levels)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CodecError(f"header grid is malformed ({error})") from error
-    return codec, grid
+    return codec, grid_of(header.grid, image.volume_shape, image.affine, codec.model.config.levels)
 
 
 def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, volume: VolumeInfo,

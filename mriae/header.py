@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mriae.container import ContainerError, unpack
+from mriae.formats import SUFFIXES
 from mriae.limits import LimitError, Limits
 from mriae.transforms.geometry import GridPlan, plan_on
 
@@ -71,18 +72,31 @@ def grid_of(record: dict | None, shape: tuple[int, int, int], affine: np.ndarray
 
 # --------------------------------------------------------------------------- the typed header
 
-SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-"""Image file types a header may name (mriae.io.image.SUFFIXES; repeated here so that the
-header parser does not import the image readers)."""
+MODEL_ID_DIGITS = 16
+"""Hex digits of the weights' SHA-256 a file records: 64 bits, ample to tell weights apart."""
 DTYPES = frozenset(
     f"{order}{kind}{size}" for order in "<>" for kind in "iuf" for size in "248" if f"{kind}{size}" != "f2"
 ) | {"|u1", "|i1", "|b1", "<f2", ">f2"}
 """Voxel types a header may name: numpy dtype strings with byte order."""
 MAX_AXES = 7
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-SHA_PREFIX = re.compile(r"[0-9a-f]{16}")
-NIFTI_HEADER_LIMIT = 16 << 20
-"""Largest original NIfTI header (with extensions) a file may carry."""
+SHA_PREFIX = re.compile(f"[0-9a-f]{{{MODEL_ID_DIGITS}}}")
+NIFTI_HEADER_LIMIT = 32 << 20
+"""Largest original NIfTI header (with extensions) a file may carry: as base64 in the JSON
+header it stays under the container's 64 MiB header limit."""
+EXACT_INTEGER = 2**53
+"""Integer voxels coded through the network lie within ±EXACT_INTEGER: ranges are float64."""
+ITK_RESERVED = frozenset({
+    "objecttype", "ndims", "dimsize", "elementtype", "elementdatafile", "headersize", "binarydata",
+    "binarydatabyteordermsb", "elementbyteordermsb", "compresseddata", "compresseddatasize", "elementspacing",
+    "elementnumberofchannels", "offset", "position", "origin", "transformmatrix", "rotation", "orientation",
+    "centerofrotation", "anatomicalorientation", "elementsize", "type", "dimension", "space", "sizes",
+    "space directions", "space origin", "spacings", "encoding", "endian", "data file", "datafile",
+    "byte skip", "byteskip", "line skip", "lineskip", "kinds", "content",
+})
+"""Metadata keys that the MetaImage and NRRD writers derive from the image itself: a stored
+record may not set them (a forged ``ElementDataFile`` would point the output at any file)."""
 
 
 class HeaderError(ContainerError):
@@ -174,11 +188,12 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         if quality is not None and not 1 <= quality <= 99:
             raise HeaderError(f"quality {quality} is out of range")
         psnr = raw.get("psnr")
-        if psnr is not None and not (isinstance(psnr, (int, float)) and math.isfinite(psnr)):
-            raise HeaderError("psnr is not a finite number")
+        if psnr is not None:
+            psnr = _finite(psnr, "psnr")
         grid = raw.get("grid")
         if grid is not None:
             grid = _grid_record(_typed(grid, dict, "grid"), limits)
+            limits.check_image(tuple(grid["shape"]) + (image.volume_count,), "header: the coding grid")
     except (TypeError, ValueError, OverflowError) as error:
         if isinstance(error, HeaderError):
             raise
@@ -292,11 +307,36 @@ def _image_info(record: dict) -> ImageInfo:
     shape = _shape(record.get("shape"), "image.shape", range(1, MAX_AXES + 1))
     source = record.get("source") or {}
     _typed(source, dict, "image.source")
-    _check_source(source, shape, suffix)
+    _check_source(source, shape, np.dtype(dtype_text))
     return ImageInfo(suffix, np.dtype(dtype_text), shape, _affine(record, "image"), source)
 
 
-def _check_source(source: dict, shape: tuple[int, ...], suffix: str) -> None:
+def _check_nifti_header(raw: bytes, shape: tuple[int, ...]) -> None:
+    """The stored NIfTI-1/NIfTI-2 header bytes must describe this image: its dimensions
+    and a data offset right after themselves (the writer puts the voxels there)."""
+    for order in ("<", ">"):
+        size = int(np.frombuffer(raw[:4], f"{order}i4")[0]) if len(raw) >= 4 else 0
+        if size in (348, 540):
+            break
+    else:
+        raise HeaderError("image.source.header is not a NIfTI header")
+    minimum = 352 if size == 348 else 544
+    if not minimum <= len(raw) <= NIFTI_HEADER_LIMIT:
+        raise HeaderError(f"image.source.header is {len(raw)} bytes, not {minimum}–{NIFTI_HEADER_LIMIT}")
+    if size == 348:
+        dims = np.frombuffer(raw[40:56], f"{order}i2").astype(np.int64)
+        offset = float(np.frombuffer(raw[108:112], f"{order}f4")[0])
+    else:
+        dims = np.frombuffer(raw[16:80], f"{order}i8")
+        offset = float(np.frombuffer(raw[168:176], f"{order}i8")[0])
+    count = int(dims[0])
+    if not 1 <= count <= MAX_AXES or tuple(int(n) for n in dims[1 : count + 1]) != shape:
+        raise HeaderError("image.source.header describes another shape than image.shape")
+    if offset != len(raw):
+        raise HeaderError("image.source.header's data offset is not its own length")
+
+
+def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """The writer's record of the original header must describe this very image."""
     kind = source.get("kind")
     if kind is None:
@@ -305,16 +345,15 @@ def _check_source(source: dict, shape: tuple[int, ...], suffix: str) -> None:
         raise HeaderError(f"image.source.kind {str(kind)[:20]!r} is unknown")
     if _shape(source.get("shape"), "image.source.shape", range(1, MAX_AXES + 1)) != shape:
         raise HeaderError("image.source.shape differs from image.shape")
-    if _field(source, "dtype", str) not in DTYPES:
-        raise HeaderError("image.source.dtype is not a supported voxel type")
+    stored = _field(source, "dtype", str)
+    if stored != dtype.str and not (dtype.kind == "b" and stored == "|u1"):  # booleans are stored as uint8
+        raise HeaderError(f"image.source.dtype {stored[:10]!r} differs from image.dtype")
     if kind == "nifti":
         try:
             raw = base64.b64decode(_field(source, "header", str), validate=True)
         except ValueError as error:
             raise HeaderError("image.source.header is not base64") from error
-        sizes = {int.from_bytes(raw[:4], order) for order in ("little", "big")}
-        if not 352 <= len(raw) <= NIFTI_HEADER_LIMIT or not sizes & {348, 540}:
-            raise HeaderError("image.source.header is not a NIfTI header")
+        _check_nifti_header(raw, shape)
         return
     if len(shape) != 3:
         raise HeaderError("image.source of an ITK image needs a 3D shape")
@@ -327,8 +366,11 @@ def _check_source(source: dict, shape: tuple[int, ...], suffix: str) -> None:
     if not all(s > 0 for s in source["spacing"]):
         raise HeaderError("image.source.spacing must be positive")
     metadata = _field(source, "metadata", dict)
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise HeaderError("image.source.metadata must map text to text")
+    for key, value in metadata.items():
+        if not (isinstance(key, str) and isinstance(value, str)) or _CONTROL.search(key + value.removesuffix("\n")):
+            raise HeaderError("image.source.metadata must map one-line text to one-line text")
+        if key.strip().lower() in ITK_RESERVED:
+            raise HeaderError(f"image.source.metadata sets {key[:30]!r}, which the writer derives from the image")
 
 
 def _volume_info(record, version: int) -> VolumeInfo:
@@ -365,8 +407,11 @@ def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
             raise HeaderError("a boolean image must be coded exactly")
         return
     info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    low, high = float(info.min), float(info.max)
+    if dtype.kind in "iu":
+        low, high = max(low, -EXACT_INTEGER), min(high, EXACT_INTEGER)
     for volume in volumes:
-        if not volume.exact and not float(info.min) <= volume.low <= volume.high <= float(info.max):
+        if not volume.exact and not low <= volume.low <= volume.high <= high:
             raise HeaderError(f"volumes[] range [{volume.low:g}, {volume.high:g}] does not fit {dtype}")
 
 

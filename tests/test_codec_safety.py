@@ -209,8 +209,7 @@ def test_psnr_does_not_overflow_near_the_float64_limits(t1):
     data, stats = mriae.compress(values)
     assert math.isfinite(stats.psnr) and stats.psnr > 25
     assert stats.psnr == pytest.approx(psnr(values, mriae.decompress(data).array), abs=1e-9)
-    everywhere = np.full((8, 8, 8), 1.7e308)
-    everywhere[::2] = -1.7e308
+    everywhere = np.linspace(-1.0, 1.0, 512).reshape(8, 8, 8) * 1.7e308  # 512 values over ±1.7e308
     with pytest.raises(UncodableError, match="too wide a range to code"):
         mriae.compress(everywhere)
 
@@ -237,3 +236,87 @@ def test_a_file_named_as_a_label_map_is_coded_exactly_whatever_its_label_count(t
     restored = mriae.decompress(data).array
     assert np.array_equal(restored, labels) is exact
     assert read_header(data).lossless is exact and math.isinf(stats.psnr) is exact
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.array(5.0, np.float32), "an image has 1 to 7 axes, this one has 0"),
+    (np.zeros((2,) * 8, np.float32), "an image has 1 to 7 axes, this one has 8"),
+])
+def test_arrays_a_file_cannot_describe_are_refused_before_coding(array, message):
+    with pytest.raises(UncodableError, match=message):
+        mriae.compress(array)
+
+
+def test_the_encoder_refuses_what_its_decoder_would_refuse(t1, monkeypatch):
+    """No file is written that cannot be read back: the same limits on both sides."""
+    monkeypatch.setenv("MRIAE_MAX_VOLUME_VOXELS", "1000")
+    with pytest.raises(LimitError, match="a volume of 48×56×40 = 107,520 voxels is over the limit of 1,000"):
+        mriae.compress(t1)
+
+
+def test_forged_original_headers_are_refused(tmp_path, t1):
+    import nibabel as nib
+
+    path = tmp_path / "t1.nii"
+    nib.save(nib.Nifti1Image(t1, np.eye(4)), path)
+    data = mriae.compress(path)[0]
+    with pytest.raises(HeaderError, match="image.source.dtype '<f8' differs from image.dtype"):
+        read_header(forged(data, set_in("image.source.dtype", "<f8")))
+    source = container.unpack(data).header["image"]["source"]
+    raw = bytearray(__import__("base64").b64decode(source["header"]))
+    raw[42:44] = (200).to_bytes(2, "little")  # dim[1]
+    with pytest.raises(HeaderError, match="describes another shape than image.shape"):
+        read_header(forged(data, set_in("image.source.header", __import__("base64").b64encode(raw).decode())))
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("ElementDataFile", "/etc/hostname", "sets 'ElementDataFile', which the writer derives from the image"),
+    ("data file", "../x.raw", "sets 'data file'"),
+    ("Comment", "two\nlines", "one-line text"),
+])
+def test_forged_itk_metadata_cannot_steer_the_writer(tmp_path, t1, key, value, message):
+    import SimpleITK as sitk
+
+    path = tmp_path / "t1.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(t1.transpose(2, 1, 0).copy()), str(path))
+    data = mriae.compress(path)[0]
+    with pytest.raises(HeaderError, match=message):
+        read_header(forged(data, set_in(f"image.source.metadata.{key}", value)))
+
+
+def test_a_coding_grid_is_bounded_over_all_volumes(coded, monkeypatch):
+    series = forged(coded, lambda h: h["image"].update(shape=[48, 56, 40, 3]) or h.update(volumes=h["volumes"] * 3))
+    series = forged(series, set_in("grid", {"shape": [400, 400, 400], "affine32": [1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]}))
+    monkeypatch.setenv("MRIAE_MAX_VOXELS", str(400**3 * 2))
+    with pytest.raises(HeaderError, match="the coding grid claims 400×400×400×3"):
+        read_header(series)
+
+
+def test_float_label_maps_as_monai_loads_them_come_back_exactly(t1):
+    labels = np.digitize(t1, [100, 300, 600, 900]).astype(np.float32) * 2
+    restored = mriae.decompress(mriae.compress(labels, quality=1)[0]).array
+    assert restored.dtype == np.float32 and np.array_equal(restored, labels)
+
+
+def test_a_marker_of_many_voxels_is_stored_exactly_too(t1):
+    marked = t1.copy()
+    marked[10:14, 10:14, 10:14] = 30000  # 64 voxels, 0.06 % of the volume
+    clean = mriae.decompress(mriae.compress(t1)[0]).array
+    data = mriae.compress(marked)[0]
+    restored = mriae.decompress(data).array
+    assert read_header(data).volumes[0].outliers == 64
+    assert np.all(restored[10:14, 10:14, 10:14] == 30000)
+    rest = np.ones(t1.shape, bool)
+    rest[10:14, 10:14, 10:14] = False
+    assert psnr(t1[rest], restored[rest]) >= psnr(t1[rest], clean[rest]) - 0.1
+
+
+def test_the_api_never_replaces_its_input_even_with_force(tmp_path, t1):
+    import nibabel as nib
+
+    path = tmp_path / "t1.nii"
+    nib.save(nib.Nifti1Image(t1, np.eye(4)), path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="would replace the input"):
+        mriae.compress(path, path, force=True)
+    assert path.read_bytes() == before

@@ -25,12 +25,10 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from mriae.formats import ITK_SUFFIXES, NIFTI_SUFFIXES, SUFFIXES
 from mriae.io.atomic import check_targets, staging_folder
 from mriae.limits import LimitError, Limits
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 PAIR_SUFFIXES = (".mhd", ".nhdr")
 """Header files whose voxels go to a data file beside them."""
 _GZIP = zlib.MAX_WBITS | 16  # zlib window bits that read a gzip stream
@@ -272,8 +270,10 @@ def _write_nifti(image: Image, path: Path) -> None:
 
 
 def fresh_nifti_source(image: Image) -> dict:
-    """NIfTI-1 header record for an image without one (an array, or an ITK file)."""
+    """NIfTI-1 header record for an image without one (an array, or an ITK file); booleans
+    are stored as uint8 (NIfTI has no boolean type)."""
     array = np.asarray(image.array)
+    array = array.astype(np.uint8) if array.dtype == np.bool_ else array
     nifti = nib.Nifti1Image(array, image.affine)
     nifti.header.set_data_dtype(array.dtype)
     nifti.header.set_xyzt_units("mm")

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OUTLIER_QUANTILE = 1e-4
+OUTLIER_QUANTILE = 1e-3
 """The bulk of a volume lies between its OUTLIER_QUANTILE and 1 − OUTLIER_QUANTILE quantiles."""
-OUTLIER_MARGIN = 1.0
+OUTLIER_MARGIN = 2.0
 """A voxel is an outlier when it lies more than OUTLIER_MARGIN × the bulk's width beyond it:
-so at most 2 · OUTLIER_QUANTILE of the voxels, and none at all in an ordinary scan."""
+so at most 2 · OUTLIER_QUANTILE of the voxels (a marker of up to 0.1 % of the volume), and
+none at all in an ordinary scan."""
 
 
 def outlier_mask(volume: np.ndarray) -> np.ndarray | None:

@@ -2,10 +2,11 @@
 
     python tests/golden/make_golden.py
 
-Each file is made from a seeded synthetic volume, so nothing real is needed; the expected
-checksums of its decoded latents and voxels go to ``v<version>.json`` beside it. A test
-(tests/test_golden.py) decodes every committed version with the current code and compares.
-Files of a version are written once, by the code of that version, and never regenerated.
+Each file is made from a seeded synthetic volume (and one from sample_data), so nothing else
+is needed; the SHA-256 of the file and of its decoded voxels go to ``v<version>.json`` beside
+it. A test (tests/test_golden.py) decodes every committed version with the current code and
+compares. Files of a version are written once, by the code of that version, and never
+regenerated: a run writes only the cases that have no file yet.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     oblique = np.array([[0.9, 0.1, 0, -10.5], [-0.1, 0.9, 0, 20.25], [0, 0, 2.5, -7.0], [0, 0, 0, 1]])
     series = np.stack([head * (1 + 0.1 * t) + rng.normal(0, 5, head.shape) for t in range(2)], axis=-1)
     hot = t1.copy()
-    hot[5, 6, 7] = 32767  # an outlier, stored exactly beside the code (version 4 on)
+    hot[5, 6, 7] = 32767  # too few voxels for the outlier rule: coded in the range (version 4)
+    marker = np.tile(t1, (2, 2, 2))
+    marker[10:13, 10:13, 4:7] = 30000  # a marker, stored exactly beside the code (version 4 on)
     labels = np.digitize(t1, [200, 500, 800]).astype(np.uint8)  # a label map, coded exactly (version 4 on)
     return {
         "t1_int16": (t1, oblique, 5),
         "series_float32": (series[::2, ::2].astype(np.float32), np.diag([2.0, 2.0, 3.0, 1.0]), 2),
         "hot_voxel_int16": (hot, oblique, 3),
         "labels_uint8": (labels, oblique, 5),
+        "marker_outliers_int16": (marker, oblique, 4),
     }
 
 
@@ -49,20 +53,21 @@ def decoded_checksum(data: bytes) -> str:
 
 
 def main() -> int:
-    record = {}
-    cases = {name: mriae.compress(array, affine=affine, quality=quality)[0]
-             for name, (array, affine, quality) in volumes().items()}
-    cases["mni152_2mm_nifti"] = mriae.compress(SAMPLE, quality=1)[0]  # a real NIfTI header travels too
-    for name, data in cases.items():
+    index = HERE / f"v{FORMAT_VERSION}.json"
+    record = json.loads(index.read_text()) if index.exists() else {}
+    cases = {name: (array, affine, quality) for name, (array, affine, quality) in volumes().items()}
+    cases["mni152_2mm_nifti"] = (SAMPLE, None, 1)  # a real NIfTI header travels too
+    for name, (source, affine, quality) in cases.items():
         path = HERE / f"v{FORMAT_VERSION}_{name}.mriae"
         if path.exists():
-            print(f"{path} exists: golden files are never regenerated", file=sys.stderr)
-            return 1
+            print(f"{path} exists: kept (golden files are never regenerated)", file=sys.stderr)
+            continue
+        data = mriae.compress(source, affine=affine, quality=quality)[0]
         path.write_bytes(data)
         image = mriae.decompress(data)
         record[path.name] = {"file_sha256": hashlib.sha256(data).hexdigest(), "voxels_sha256": decoded_checksum(data),
                              "shape": list(image.array.shape), "dtype": image.array.dtype.str}
-    (HERE / f"v{FORMAT_VERSION}.json").write_text(json.dumps(record, indent=2) + "\n")
+    index.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
