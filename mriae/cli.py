@@ -319,7 +319,7 @@ def batch(
         say(summary.line())
         say(f"reports: {Path(spec.output) / 'batch_report.csv'} and .json")
         if summary.interrupted:
-            raise typer.Exit(130)
+            raise typer.Exit(summary.exit_code)
         if summary.count("failed"):
             raise typer.Exit(1)
 

@@ -167,7 +167,8 @@ def as_from_a_terminal() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: Path):
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: Path, signum: int, exit_code: int):
     # Volumes big enough (~0.3 s each) that the job is still running when Ctrl-C arrives.
     dataset, output = tmp_path / "in", tmp_path / "out"
     dataset.mkdir()
@@ -182,9 +183,9 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: 
     while not (state.is_file() and state.read_text().count("\n") >= 2):
         assert process.poll() is None and time.time() < deadline, "the job did not start"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == exit_code, stderr
     assert "Traceback" not in stderr
     assert "(interrupted)" in stdout
     report = json.loads((output / "batch_report.json").read_text())

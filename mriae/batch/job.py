@@ -66,6 +66,9 @@ class Summary:
     records: list[Record] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    exit_code: int = 0
+    """What the interrupt asks the process to exit with: 130 for Ctrl-C, 128 + signal for an
+    interrupt raised by a signal handler that sets ``exit_code`` (the CLI's SIGTERM/SIGHUP)."""
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -166,8 +169,9 @@ def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | Non
         with ctrl_c_held():
             client = start_client(job)
         collect(client, items, settings, summary, on_record)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         summary.interrupted = True
+        summary.exit_code = getattr(interrupt, "exit_code", 130)
     finally:
         summary.add_unfinished(items, settings)
         summary.seconds = time.perf_counter() - started
