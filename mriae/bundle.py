@@ -115,6 +115,8 @@ class InferenceRunner:
         self.overwrite = overwrite
 
     def run(self) -> list[dict]:
+        """Process every item (a failing one gets a failed row and the run goes on), write the
+        metrics CSV, and raise BundleRunError at the end if any item failed."""
         sources = [Path(item[self.image_key]) for item in self.dataset.data]
         check_distinct_outputs(sources, self.output_dir)
         rows = []
@@ -188,6 +190,7 @@ class EvaluationRunner:
         self.image_key = image_key
 
     def run(self) -> list[dict]:
+        """Code every item at every quality, read it back, and write evaluation.csv and summary.csv."""
         sources = [item[self.image_key] for item in self.data]
         check_distinct_outputs(sources, self.output_dir, f"{{stem}}_q{self.qualities[0]}.mriae")
         rows = []

@@ -145,6 +145,7 @@ def check_quality(quality: int) -> None:
 
 
 def level_range(levels: range) -> str:
+    """``levels`` as ``first..last``."""
     return f"{levels.start}..{levels.stop - 1}"
 
 
@@ -178,6 +179,7 @@ def volume_progress(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def human_bytes(count: float) -> str:
+    """``count`` bytes in B, kB, MB or GB (powers of 1000)."""
     for unit in ("B", "kB", "MB", "GB"):
         if count < 1000 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
@@ -186,6 +188,7 @@ def human_bytes(count: float) -> str:
 
 
 def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """Voxel size from ``--spacing`` ('1' or '1,1,2'); UsageError unless positive and finite."""
     if text is None:
         return None
     try:

@@ -67,10 +67,12 @@ class Stats:
 
     @property
     def ratio(self) -> float:
+        """Original bytes over compressed bytes."""
         return self.original_bytes / self.compressed_bytes
 
     @property
     def bits_per_voxel(self) -> float:
+        """Compressed bits (the whole file) per voxel of the image."""
         return self.compressed_bytes * 8 / self.voxels
 
 

@@ -162,6 +162,7 @@ class Header:
 
     @property
     def lossless(self) -> bool:
+        """True when every volume is stored exactly (no network, no weights needed)."""
         return all(volume.exact for volume in self.volumes)
 
 

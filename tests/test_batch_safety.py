@@ -348,3 +348,12 @@ def test_a_file_finished_after_ctrl_c_is_reported_from_the_state_log(tmp_path: P
     earlier_run = Summary(interrupted=True)
     earlier_run.add_unfinished(items, plan(BatchJob(str(tmp_path / "in"), str(tmp_path / "out")))[1])
     assert [r.status for r in earlier_run.records] == ["cancelled", "cancelled"]  # another run's entry is not ours
+
+
+def test_cli_refuses_a_quality_that_is_no_level_before_starting_a_cluster(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(source), str(tmp_path / "out"), "-q", "9"],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (2, "error: --quality must be a level 1..8 (got 9)\n")
+    assert not (tmp_path / "out").exists()

@@ -30,6 +30,7 @@ class Item:
 
 
 def wanted(path: Path, decompress: bool) -> bool:
+    """True for a file the job works on: .mriae files to decompress, images to compress."""
     return path.name.endswith(MRIAE_SUFFIX) if decompress else bool(output_suffix(path))
 
 

@@ -47,6 +47,7 @@ class IntensityRange:
 
     @property
     def constant(self) -> bool:
+        """True for a volume of one value: nothing to code but the value."""
         return self.high <= self.low
 
     def scale(self, volume: np.ndarray) -> np.ndarray:
