@@ -221,6 +221,8 @@ def compress(
             _, stats = api.compress(input, target, quality=quality, spacing=coding_spacing, progress=progress,
                                     force=force)
         fidelity = "lossless" if math.isinf(stats.psnr) else f"PSNR {stats.psnr:.2f} dB"
+        if stats.outliers:
+            fidelity += f" ({stats.outliers} outlier voxel{'s' * (stats.outliers > 1)} stored exactly)"
         say(
             f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
             f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {fidelity}"

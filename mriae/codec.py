@@ -64,6 +64,9 @@ class Stats:
     compressed_bytes: int
     voxels: int
     psnr: float  # dB, peak = max − min of the original; inf if lossless
+    outliers: int = 0
+    """Voxels stored exactly beside the network's code (they count in ``psnr``, with no error,
+    and their values stretch its peak)."""
 
     @property
     def ratio(self) -> float:
@@ -258,7 +261,8 @@ def _packed(header: Header, chunks: list[bytes], array: np.ndarray, original_byt
         raise UncodableError(f"cannot be stored as it is: {error}") from error
     data = container.pack(record, chunks)
     raw_size = original_bytes if original_bytes is not None else array.nbytes
-    return data, Stats(raw_size, len(data), int(array.size), quality_db)
+    outliers = sum(volume.outliers for volume in header.volumes)
+    return data, Stats(raw_size, len(data), int(array.size), quality_db, outliers)
 
 
 def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan,

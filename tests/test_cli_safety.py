@@ -222,3 +222,16 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_it(small_mriae: Pat
                    "(run with --debug for the traceback)\n")
     with pytest.raises(ZeroDivisionError):
         main(monkeypatch, capsys, "decompress", str(small_mriae), "--debug")
+
+
+def test_compress_says_how_many_outlier_voxels_it_stored_exactly(tmp_path: Path):
+    import nibabel as nib
+
+    volume = (np.arange(24 * 20 * 16).reshape(24, 20, 16) % 700).astype(np.int16)
+    volume[3, 4, 5] = 32767
+    path = tmp_path / "hot.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    result = subprocess.run([sys.executable, "-m", "mriae", "compress", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("dB (1 outlier voxel stored exactly)")
