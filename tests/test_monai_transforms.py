@@ -213,3 +213,9 @@ def test_compress_codes_a_file_named_as_a_label_map_exactly(tmp_path):
     for source in (str(path), LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(str(path))):
         restored = Decompress()(Compress()(source))
         assert np.array_equal(restored[0].numpy(), labels)
+
+
+def test_compress_codes_a_boolean_mask_tensor_exactly():
+    mask = torch.from_numpy(np.indices((20, 18, 12)).sum(axis=0) % 7 == 0)[None]
+    restored = Decompress()(Compress()(MetaTensor(mask, affine=torch.eye(4))))
+    assert np.array_equal(restored[0].numpy().astype(bool), mask[0].numpy())
