@@ -15,8 +15,8 @@ import numpy as np
 from mriae.codec import DEFAULT_QUALITY, Progress, Stats, compress_image, decompress_image
 from mriae.container import MAGIC, ContainerError
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
-from mriae.io.image import names_a_label_map
 from mriae.io.atomic import check_targets
+from mriae.io.image import names_a_label_map
 
 PathLike = str | os.PathLike
 MAX_FILE_BYTES = 4 << 30

@@ -6,14 +6,13 @@ batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-import zlib
 
 from mriae import container, exact
 from mriae.header import (

@@ -30,7 +30,7 @@ class Limits:
     max_volume_voxels: int = DEFAULT_MAX_VOLUME_VOXELS
 
     @classmethod
-    def from_environment(cls) -> "Limits":
+    def from_environment(cls) -> Limits:
         """Limits from ``MRIAE_MAX_VOXELS`` / ``MRIAE_MAX_VOLUME_VOXELS`` (defaults if unset)."""
         return cls(_positive_env("MRIAE_MAX_VOXELS", DEFAULT_MAX_VOXELS),
                    _positive_env("MRIAE_MAX_VOLUME_VOXELS", DEFAULT_MAX_VOLUME_VOXELS))

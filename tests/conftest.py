@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -46,3 +47,11 @@ def anatomy(mni: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, low: float
     if np.dtype(dtype).kind in "iu":
         values = np.rint(values)
     return values.astype(dtype).reshape(shape, order="F")
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a child that will be sent SIGINT: SIGINT at its default disposition
+    and not blocked, as when started from a terminal, whatever the pytest process (and the
+    Dask threads it has started) left it at."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

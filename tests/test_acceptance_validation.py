@@ -8,11 +8,11 @@ belong to those weights (WEIGHTS_ID) and are measured again whenever the weights
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REPO
 
 import mriae
 from mriae.codec import psnr
 from mriae.models.weights import load_codec
-from tests.conftest import REPO
 
 EXAMPLE4D = REPO / "sample_data" / "example4d.nii.gz"
 WEIGHTS_ID = "1d229a15b7bf5273"

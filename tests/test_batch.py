@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import anatomy
+from conftest import anatomy, as_from_a_terminal
 
 import mriae
 from mriae.batch import BatchJob, run_batch
@@ -158,13 +158,6 @@ def test_manifest_glob_and_job_yaml(dataset: Path, tmp_path: Path):
     assert "1 files: 1 done, 0 skipped, 0 failed" in result.stdout
     assert (tmp_path / "out" / "anat" / "sub-02_T1w.mriae").is_file()
     shutil.rmtree(tmp_path / "out")
-
-
-def as_from_a_terminal() -> None:
-    """In the child before exec: SIGINT at its default disposition and not blocked, whatever
-    the pytest process (and the Dask threads it has started) left it at."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import anatomy
 
 import mriae
 from mriae import container
@@ -16,7 +17,6 @@ from mriae.header import HeaderError, read_header
 from mriae.limits import LimitError
 from mriae.models.entropy import ESCAPE_LIMIT, StreamError, encode_symbols
 from mriae.models.weights import load_codec
-from tests.conftest import anatomy
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A short fuzz run in CI (tests/fuzz_container.py; the long local run is in docs/errors.md)."""
 
-from tests.fuzz_container import run
+from fuzz_container import run
 
 
 def test_two_thousand_mutated_and_crc_forged_files_are_decoded_or_refused_with_a_one_line_error():

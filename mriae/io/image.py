@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from mriae.formats import ITK_SUFFIXES, NIFTI_SUFFIXES, SUFFIXES
+from mriae.formats import NIFTI_SUFFIXES, SUFFIXES
 from mriae.io.atomic import check_targets, staging_folder
 from mriae.limits import LimitError, Limits
 

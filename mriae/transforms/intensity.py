@@ -36,7 +36,7 @@ class IntensityRange:
     high: float
 
     @classmethod
-    def of(cls, volume: np.ndarray, outliers: np.ndarray | None = None) -> "IntensityRange":
+    def of(cls, volume: np.ndarray, outliers: np.ndarray | None = None) -> IntensityRange:
         """The range of ``volume`` without its ``outliers`` (a mask); ValueError if it
         is too wide for float64 arithmetic."""
         inside = volume if outliers is None else volume[~outliers]
