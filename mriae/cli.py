@@ -278,9 +278,11 @@ def _summary(input: Path, size: int, header: Header) -> dict:
         "format": image.suffix,
         "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
         "volumes": len(header.volumes),
+        "mode": "exact (lossless)" if header.lossless else "learned",
         "quality": header.quality,
         "bits_per_voxel": size * 8 / math.prod(image.shape),
         "psnr": header.psnr,
+        "outliers": sum(volume.outliers for volume in header.volumes),
         "model": {"name": header.model_name, "sha256": header.model_sha256},
         "coded_shape": list(header.grid["shape"] if header.grid else image.volume_shape),
     }

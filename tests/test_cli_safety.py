@@ -3,6 +3,7 @@ is one line on stderr with its exit code (docs/errors.md lists them all)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -237,3 +238,13 @@ def test_compress_says_how_many_outlier_voxels_it_stored_exactly(tmp_path: Path)
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("dB (1 outlier voxel stored exactly)")
+
+
+def test_info_shows_the_mode_and_the_outliers_stored_exactly(monkeypatch, capsys):
+    golden = Path(__file__).parent / "golden"
+    code, out, _ = main(monkeypatch, capsys, "info", "--json", str(golden / "v4_labels_uint8.mriae"))
+    labels = json.loads(out)
+    assert (code, labels["mode"], labels["model"]["name"], labels["outliers"]) == (0, "exact (lossless)", None, 0)
+    code, out, _ = main(monkeypatch, capsys, "info", "--json", str(golden / "v4_marker_outliers_int16.mriae"))
+    marker = json.loads(out)
+    assert (code, marker["mode"], marker["quality"], marker["outliers"]) == (0, "learned", 4, 27)
