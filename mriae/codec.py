@@ -217,12 +217,7 @@ def compress_image(
     limits.check_volume(spatial_shape(array.shape), "a volume")
     volumes = volumes_of(array)
     if (label_map and whole_numbers(array)) or is_label_map(array):
-        chunks = [exact.pack_voxels(volumes[..., i]) for i in range(volumes.shape[3])]
-        records = tuple(VolumeInfo(True, checksum=exact.checksum(volumes[..., i])) for i in range(volumes.shape[3]))
-        header = Header(container.FORMAT_VERSION, _image_info(image), records, None, None, None, None, None)
-        if progress:
-            progress(volumes.shape[3], volumes.shape[3])
-        return _packed(header, chunks, array, original_bytes, float("inf"))
+        return _compress_exactly(image, volumes, original_bytes, progress)
     if array.dtype.kind in "iu" and max(abs(int(array.min())), abs(int(array.max()))) > EXACT_INTEGER:
         raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
@@ -242,6 +237,19 @@ def compress_image(
                     codec.sha256[:MODEL_ID_DIGITS], quality, round(quality_db, 2) if np.isfinite(quality_db) else None,
                     grid_record(grid))
     return _packed(header, chunks, array, original_bytes, quality_db)
+
+
+def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | None,
+                      progress: Progress | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` (its ``volumes`` as (X, Y, Z, N)) with every volume stored exactly."""
+    chunks, records = [], []
+    for index in range(volumes.shape[3]):
+        chunks.append(exact.pack_voxels(volumes[..., index]))
+        records.append(VolumeInfo(True, checksum=exact.checksum(volumes[..., index])))
+        if progress:
+            progress(index + 1, volumes.shape[3])
+    header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None, None, None)
+    return _packed(header, chunks, image.array, original_bytes, float("inf"))
 
 
 def _image_info(image: Image) -> ImageInfo:
