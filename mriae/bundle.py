@@ -23,8 +23,9 @@ from mriae.batch.inputs import refuse_shared_outputs
 from mriae.batch.task import failure_reason
 from mriae.codec import psnr
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
+from mriae.io.atomic import check_targets
 from mriae.io.image import SUFFIXES
-from mriae.transforms.monai import refuse_existing, stem_of
+from mriae.transforms.monai import OVERWRITE, stem_of
 
 logger = logging.getLogger("mriae.bundle")
 
@@ -157,7 +158,7 @@ class InferenceRunner:
         }
         if self.save_reconstructions:
             target = self.output_dir / f"{stem_of(source)}_recon{original.suffix}"
-            refuse_existing(image_files(target), self.overwrite)
+            check_targets(image_files(target), self.overwrite, OVERWRITE)
             write_image(Image(reconstruction, original.affine, original.suffix, original.source), target,
                         overwrite=self.overwrite)
             row["reconstruction"] = target.name

@@ -36,25 +36,29 @@ class UnwritableOutput(OSError):
     """An output folder that cannot be made or written; the message names it."""
 
 
-def exists_error(path: Path) -> FileExistsError:
-    """The error for an output that already exists."""
-    return FileExistsError(f"{path} already exists (use --force to replace)")
+FORCE = "use --force to replace"
+"""How the command line (and batch) lets an existing output be replaced."""
 
 
-def check_targets(targets: Iterable[str | os.PathLike], overwrite: bool = False) -> None:
-    """Refuse, before any work, outputs that exist (unless ``overwrite``) and folders that
-    cannot be written (:func:`check_writable`)."""
+def exists_error(path: Path, remedy: str = FORCE) -> FileExistsError:
+    """The error for an output that already exists; ``remedy`` says how to replace it."""
+    return FileExistsError(f"{path} already exists ({remedy})")
+
+
+def check_targets(targets: Iterable[str | os.PathLike], overwrite: bool = False, remedy: str = FORCE) -> None:
+    """Refuse, before any work, outputs that exist (unless ``overwrite``; the error names
+    ``remedy``) and folders that cannot be written (:func:`check_writable`)."""
     targets = [Path(target) for target in targets]
     if not overwrite:
-        _refuse_existing(targets)
+        _refuse_existing(targets, remedy)
     for folder in dict.fromkeys(target.parent for target in targets):
         check_writable(folder)
 
 
-def _refuse_existing(targets: list[Path]) -> None:
+def _refuse_existing(targets: list[Path], remedy: str = FORCE) -> None:
     for target in targets:
         if os.path.lexists(target):
-            raise exists_error(target)
+            raise exists_error(target, remedy)
 
 
 def check_writable(folder: Path) -> None:

@@ -28,7 +28,7 @@ from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, ensure_tuple_rep, get_equivalent_dtype
 
 from mriae.codec import DEFAULT_QUALITY, Stats, compress_image, decompress_image
-from mriae.io.atomic import write_bytes_atomic
+from mriae.io.atomic import check_targets, write_bytes_atomic
 from mriae.io.image import Image, fresh_nifti_source, names_a_label_map, read_image
 from mriae.io.reader import (
     MONAI_META,
@@ -48,6 +48,9 @@ __all__ = [
 
 PathLike = str | os.PathLike
 _NOT_STORED = ("affine", "original_affine", "applied_operations", "pending_operations")
+
+OVERWRITE = "overwrite=True replaces it"
+"""How the MONAI transforms and the bundle let an existing output be replaced."""
 
 
 def _affine_of(img) -> np.ndarray:
@@ -306,16 +309,9 @@ class SaveMriae(Transform):
 
     def __call__(self, data: bytes, name: str) -> str:
         target = self.output_dir / (name if name.endswith(MRIAE_SUFFIX) else name + MRIAE_SUFFIX)
-        refuse_existing([target], self.overwrite)
+        check_targets([target], self.overwrite, OVERWRITE)
         write_bytes_atomic(target, data, overwrite=self.overwrite)
         return str(target)
-
-
-def refuse_existing(targets: Sequence[Path], overwrite: bool) -> None:
-    """``FileExistsError`` naming the first of ``targets`` that exists, unless ``overwrite``."""
-    for target in targets:
-        if not overwrite and os.path.lexists(target):
-            raise FileExistsError(f"{target} already exists (overwrite=True replaces it)")
 
 
 class SaveMriaed(MapTransform):
