@@ -6,6 +6,7 @@ batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,10 +16,12 @@ import numpy as np
 import torch
 
 from mriae import container, exact
+from mriae.fidelity import DEFAULT_QUALITY, Fidelity
 from mriae.header import (
     EXACT_INTEGER,
     MAX_AXES,
     MODEL_ID_DIGITS,
+    ContextCode,
     Header,
     HeaderError,
     ImageInfo,
@@ -33,10 +36,11 @@ from mriae.io import Image
 from mriae.limits import LimitError, Limits
 from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
+from mriae.predictive import coder
+from mriae.predictive.quantize import BoundError, Quantizer, quantizer, whole_numbers_only
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 from mriae.transforms.intensity import IntensityRange, outlier_mask
 
-DEFAULT_QUALITY = 5
 Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
@@ -66,6 +70,12 @@ class Stats:
     outliers: int = 0
     """Voxels stored exactly beside the network's code (they count in ``psnr``, with no error,
     and their values stretch its peak)."""
+    max_error: float = 0.0
+    """Largest absolute difference between an original voxel and its decoded value."""
+    at_bound: float = 0.0
+    """Fraction of voxels whose error equals the promised maximum error (0 without one)."""
+    coder: str = "network"
+    """What coded the image: "network", "context" (the bounded/lossless coder) or "exact"."""
 
     @property
     def ratio(self) -> float:
@@ -194,22 +204,27 @@ def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int, chec
 
 def compress_image(
     image: Image,
-    quality: int = DEFAULT_QUALITY,
+    fidelity: Fidelity | int = DEFAULT_QUALITY,
     spacing: tuple[float, float, float] | None = None,
     weights: str = DEFAULT_WEIGHTS,
     original_bytes: int | None = None,
     progress: Progress | None = None,
     label_map: bool = False,
 ) -> tuple[bytes, Stats]:
-    """Compress ``image`` into .mriae bytes; also returns the achieved :class:`Stats`,
-    measured on exactly what the decoder will produce.
+    """Compress ``image`` into .mriae bytes at ``fidelity`` (a :class:`Fidelity`, or a
+    quality level); also returns the achieved :class:`Stats`, measured on exactly what the
+    decoder will produce.
 
     Label maps and masks (:func:`is_label_map`, or any image of whole numbers when the
-    caller knows it holds labels: ``label_map``) are coded exactly; other images through the
-    network at ``quality``, with outlier voxels stored exactly beside the code. Raises
-    UncodableError for an image that cannot be coded as promised, or whose file its decoder
-    would refuse (the header is parsed back, with the decoder's limits, before returning).
+    caller knows it holds labels: ``label_map``) are coded exactly. Otherwise a quality
+    level codes through the network (outlier voxels stored exactly beside the code); a
+    maximum error or lossless through the 3D context coder; a PSNR through whichever of the
+    two gives the smaller file. Raises UncodableError for an image that cannot be coded as
+    promised, or whose file its decoder would refuse (the header is parsed back, with the
+    decoder's limits, before returning).
     """
+    if not isinstance(fidelity, Fidelity):
+        fidelity = Fidelity(quality=fidelity)
     array = image.array
     check_codable(array)
     limits = Limits.from_environment()
@@ -218,6 +233,18 @@ def compress_image(
     volumes = volumes_of(array)
     if (label_map and whole_numbers(array)) or is_label_map(array):
         return _compress_exactly(image, volumes, original_bytes, progress)
+    if fidelity.lossless or fidelity.max_error is not None:
+        return _compress_bounded(image, volumes, fidelity.max_error or 0.0, original_bytes, progress)
+    if fidelity.psnr is not None:
+        return _compress_to_psnr(image, volumes, fidelity.psnr, spacing, weights, original_bytes, progress)
+    return _compress_learned(image, volumes, fidelity.quality or DEFAULT_QUALITY, spacing, weights,
+                             original_bytes, progress)
+
+
+def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: tuple[float, float, float] | None,
+                      weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` coded through the network at ``quality``."""
+    array = image.array
     if array.dtype.kind in "iu" and max(abs(int(array.min())), abs(int(array.max()))) > EXACT_INTEGER:
         raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
@@ -234,9 +261,12 @@ def compress_image(
             progress(index + 1, volumes.shape[3])
     quality_db = psnr(volumes, reconstruction)
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), codec.name,
-                    codec.sha256[:MODEL_ID_DIGITS], quality, round(quality_db, 2) if np.isfinite(quality_db) else None,
-                    grid_record(grid))
-    return _packed(header, chunks, array, original_bytes, quality_db)
+                    codec.sha256[:MODEL_ID_DIGITS], quality, _rounded(quality_db), grid_record(grid))
+    return _packed(header, chunks, volumes, reconstruction, quality_db, original_bytes, "network")
+
+
+def _rounded(quality_db: float) -> float | None:
+    return round(quality_db, 2) if np.isfinite(quality_db) else None
 
 
 def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | None,
@@ -249,7 +279,124 @@ def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | N
         if progress:
             progress(index + 1, volumes.shape[3])
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None, None, None)
-    return _packed(header, chunks, image.array, original_bytes, float("inf"))
+    return _packed(header, chunks, volumes, volumes, float("inf"), original_bytes, "exact")
+
+
+def _compress_bounded(image: Image, volumes: np.ndarray, error: float, original_bytes: int | None,
+                      progress: Progress | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` with every voxel within ``error`` (0: lossless) through the
+    context coder. A volume it cannot take losslessly (integers beyond ±2**40, float64 that
+    float32 does not hold) is stored exactly instead; one it cannot bound is refused."""
+    chunks, records = [], []
+    reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
+    for index in range(volumes.shape[3]):
+        volume = volumes[..., index]
+        try:
+            quantizing = quantizer(volume, error)
+        except BoundError as reason:
+            if error > 0:
+                raise UncodableError(str(reason)) from reason
+            chunks.append(exact.pack_voxels(volume))
+            records.append(VolumeInfo(True, checksum=exact.checksum(volume)))
+            reconstruction[..., index] = volume
+        else:
+            integers = quantizing.integers(volume)
+            chunks.append(coder.encode(integers))
+            decoded = quantizing.values(integers, volume.dtype)
+            records.append(VolumeInfo(False, quantizing.low, quantizing.high, checksum=exact.checksum(decoded),
+                                      context=ContextCode(quantizing.error, quantizing.step, quantizing.origin,
+                                                          quantizing.float_bits)))
+            reconstruction[..., index] = decoded
+        if progress:
+            progress(index + 1, volumes.shape[3])
+    worst = _max_error(volumes, reconstruction)
+    if worst > error or (error == 0 and not _identical(volumes, reconstruction)):
+        raise UncodableError(f"cannot be coded within {error:g}: a voxel would be off by {worst:g}")  # never expected
+    quality_db = psnr(volumes, reconstruction)
+    header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
+                    _rounded(quality_db), None)
+    return _packed(header, chunks, volumes, reconstruction, quality_db, original_bytes, "context", error)
+
+
+def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
+                      weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
+    """The smaller of the context coder at the largest error that keeps ``target`` dB and the
+    lowest network quality level that reaches it (if any does)."""
+    best = _compress_bounded(image, volumes, _error_for_psnr(volumes, target), original_bytes, progress)
+    codec = load_codec(weights)
+    levels = list(codec.qualities)
+    if image.array.dtype.kind not in "iu" or max(abs(int(image.array.min())), abs(int(image.array.max()))) <= EXACT_INTEGER:
+        candidates: dict[int, tuple[bytes, Stats]] = {}
+
+        def reaches(level: int) -> bool:
+            candidates[level] = _compress_learned(image, volumes, level, spacing, weights, original_bytes, None)
+            return candidates[level][1].psnr >= target
+
+        if reaches(levels[-1]):
+            low, high = 0, len(levels) - 1
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if reaches(levels[middle]) else (middle + 1, high)
+            learned = candidates[levels[high]]
+            if len(learned[0]) < len(best[0]):
+                best = learned
+    return best
+
+
+def _error_for_psnr(volumes: np.ndarray, target: float) -> float:
+    """The largest maximum error whose quantization keeps at least ``target`` dB over all
+    ``volumes`` (0 if only lossless does): searched on a sample, then checked on every voxel."""
+    original = volumes.astype(np.float64)
+    peak = float(original.max() - original.min())
+    if peak == 0:
+        return 0.0
+    allowed = peak**2 / 10 ** (target / 10)  # largest mean squared error
+    whole = whole_numbers_only(volumes)
+
+    def mean_squared(error: float, sample: int) -> float:
+        total = 0.0
+        for index in range(volumes.shape[3]):
+            volume = volumes[..., index].ravel(order="F")[::sample]
+            try:
+                quantizing = quantizer(volume, error)
+            except BoundError:
+                return math.inf
+            decoded = quantizing.values(quantizing.integers(volume), volume.dtype).astype(np.float64)
+            total += float(np.sum((decoded - volume) ** 2))
+        return total / (volumes.shape[3] * len(range(0, volumes[..., 0].size, sample)))
+
+    sample = max(1, volumes.size // (1 << 20))
+    if whole:
+        low, high = 0, int(peak) + 1  # low reaches the target, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if mean_squared(middle, sample) <= allowed else (low, middle)
+        error = float(low)
+        while error >= 1 and mean_squared(error, 1) > allowed:
+            error -= 1
+        return error
+    low, high = peak * 2.0**-40, peak
+    if mean_squared(low, 1) > allowed:
+        return 0.0
+    for _ in range(40):
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if mean_squared(middle, sample) <= allowed else (low, middle)
+    error = low
+    while mean_squared(error, 1) > allowed:
+        error *= 0.9
+    return error
+
+
+def _max_error(volumes: np.ndarray, reconstruction: np.ndarray) -> float:
+    """Largest absolute difference, computed in float64 (integers beyond 2**53 aside)."""
+    if volumes.dtype.kind in "iub":
+        return float(np.max(np.abs(volumes.astype(np.int64) - reconstruction.astype(np.int64))))
+    return float(np.max(np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))))
+
+
+def _identical(volumes: np.ndarray, reconstruction: np.ndarray) -> bool:
+    """Bit for bit the same voxels (so −0.0 and 0.0 differ)."""
+    return volumes.tobytes() == np.asarray(reconstruction, dtype=volumes.dtype).tobytes()
 
 
 def _image_info(image: Image) -> ImageInfo:
@@ -257,19 +404,25 @@ def _image_info(image: Image) -> ImageInfo:
     return ImageInfo(image.suffix, array.dtype, tuple(int(n) for n in array.shape), image.affine, image.source)
 
 
-def _packed(header: Header, chunks: list[bytes], array: np.ndarray, original_bytes: int | None,
-            quality_db: float) -> tuple[bytes, Stats]:
+def _packed(header: Header, chunks: list[bytes], volumes: np.ndarray, reconstruction: np.ndarray, quality_db: float,
+            original_bytes: int | None, coder_name: str, bound: float | None = None) -> tuple[bytes, Stats]:
     """The container of ``header`` and ``chunks``, once the header has passed the decoder's
-    own parser (so that no file is written that its reader would refuse)."""
+    own parser (so that no file is written that its reader would refuse), with the Stats of
+    ``reconstruction`` (what the decoder will produce) against ``volumes``."""
     record = header_record(header)
     try:
         parse_header(record, container.FORMAT_VERSION)
     except (HeaderError, LimitError) as error:
         raise UncodableError(f"cannot be stored as it is: {error}") from error
     data = container.pack(record, chunks)
-    raw_size = original_bytes if original_bytes is not None else array.nbytes
+    raw_size = original_bytes if original_bytes is not None else volumes.nbytes
     outliers = sum(volume.outliers for volume in header.volumes)
-    return data, Stats(raw_size, len(data), int(array.size), quality_db, outliers)
+    worst = 0.0 if reconstruction is volumes else _max_error(volumes, reconstruction)
+    at_bound = 0.0
+    if bound:
+        difference = np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))
+        at_bound = float(np.mean(difference >= bound))
+    return data, Stats(raw_size, len(data), int(volumes.size), quality_db, outliers, worst, at_bound, coder_name)
 
 
 def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan,
@@ -303,7 +456,7 @@ def decompress_image(data: bytes, progress: Progress | None = None, limits: Limi
     """
     header, chunks = read(data, limits)
     image = header.image
-    codec, grid = _decoder_of(header) if not header.lossless else (None, None)
+    codec, grid = _decoder_of(header) if header.learned else (None, None)
     array = np.empty(image.volume_shape + (image.volume_count,), dtype=image.dtype)
     position = 0
     for index, volume in enumerate(header.volumes):
@@ -311,7 +464,7 @@ def decompress_image(data: bytes, progress: Progress | None = None, limits: Limi
         position += volume.chunks
         try:
             array[..., index] = _decode_volume(codec, grid, header, volume, parts)
-        except (StreamError, exact.ExactError) as error:
+        except (StreamError, exact.ExactError, coder.CoderError) as error:
             raise CodecError(f"volume {index + 1} is corrupt: {error}") from error
         if progress:
             progress(index + 1, len(header.volumes))
@@ -341,6 +494,13 @@ def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, v
     image = header.image
     if volume.exact:
         voxels = exact.unpack_voxels(chunks[0], image.volume_shape, image.dtype)
+        if exact.checksum(voxels) != volume.checksum:
+            raise exact.ExactError("the decoded voxels do not match their checksum")
+        return voxels
+    if volume.context is not None:
+        code = volume.context
+        quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits)
+        voxels = quantizing.values(coder.decode(chunks[0], image.volume_shape), image.dtype)
         if exact.checksum(voxels) != volume.checksum:
             raise exact.ExactError("the decoded voxels do not match their checksum")
         return voxels

@@ -23,8 +23,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRI"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (3, 4, 5)
 """Every version that was ever on main is read (tests/golden holds a file of each)."""
 _CHECKSUM = struct.Struct("<I")
 _DEFLATE_WINDOW = -15  # raw DEFLATE: the CRC-32 already guards the bytes
@@ -35,7 +35,12 @@ _DICTIONARY_V3 = (
     b'"affine32":[-1.0,0.0,0.0,0.0,"dtype":"<i2","<f4","|u1","<u2","source":null,"suffix":".nii.gz"},'
     b'"model":{"name":"default","sha256":"},"psnr":,"quality":5,"volumes":[[0.0,'
 )
-HEADER_DICTIONARIES = {3: _DICTIONARY_V3, 4: _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"range":[0.0,'}
+_DICTIONARY_V4 = _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"range":[0.0,'
+HEADER_DICTIONARIES = {
+    3: _DICTIONARY_V3,
+    4: _DICTIONARY_V4,
+    5: _DICTIONARY_V4 + b'"float_bits":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":',
+}
 """Raw-DEFLATE preset dictionary of the header per format version: the keys and common
 values of a typical header, so that a small file does not spell them out."""
 

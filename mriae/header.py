@@ -85,6 +85,8 @@ SHA_PREFIX = re.compile(f"[0-9a-f]{{{MODEL_ID_DIGITS}}}")
 NIFTI_HEADER_LIMIT = 32 << 20
 """Largest original NIfTI header (with extensions) a file may carry: as base64 in the JSON
 header it stays under the container's 64 MiB header limit."""
+CONTEXT_INTEGERS = 2**41
+"""Most quantization steps a context-coded volume's range may span (the coder's integers)."""
 EXACT_INTEGER = 2**53
 """Integer voxels coded through the network lie within ±EXACT_INTEGER: ranges are float64."""
 ITK_RESERVED = frozenset({
@@ -126,13 +128,27 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ContextCode:
+    """How a volume coded by the 3D context coder (mriae.predictive) maps to its integers:
+    every decoded voxel is within ``error`` of the original (0: lossless); ``step`` and
+    ``origin`` are the quantizer's, ``float_bits`` the lossless float32 bit mapping."""
+
+    error: float
+    step: float
+    origin: float
+    float_bits: bool = False
+
+
+@dataclass(frozen=True)
 class VolumeInfo:
     """How one 3D volume is coded.
 
-    ``exact``: its voxels are stored losslessly (label maps, masks); otherwise its latents
-    code the range [``low``, ``high``] and ``outliers`` voxels outside it are stored exactly
-    beside them. ``checksum`` is the CRC-32 of the decoded latent symbols (or, for an exact
-    volume, of its voxels); None in version-3 files, which had none.
+    ``exact``: its voxels are stored losslessly as they are (label maps, masks); ``context``:
+    coded by the context coder within ``context.error`` of ``[low, high]``, the volume's
+    range; otherwise its latents code the range [``low``, ``high``] and ``outliers`` voxels
+    outside it are stored exactly beside them. ``checksum`` is the CRC-32 of the decoded
+    voxels (exact and context volumes) or latent symbols (network volumes); None in
+    version-3 files, which had none.
     """
 
     exact: bool
@@ -140,6 +156,12 @@ class VolumeInfo:
     high: float = 0.0
     outliers: int = 0
     checksum: int | None = None
+    context: ContextCode | None = None
+
+    @property
+    def learned(self) -> bool:
+        """True when the volume is coded through the network (and needs its weights)."""
+        return not self.exact and self.context is None
 
     @property
     def chunks(self) -> int:
@@ -161,9 +183,22 @@ class Header:
     grid: dict | None
 
     @property
+    def learned(self) -> bool:
+        """True when some volume is coded through the network (its weights are needed)."""
+        return any(volume.learned for volume in self.volumes)
+
+    @property
     def lossless(self) -> bool:
-        """True when every volume is stored exactly (no network, no weights needed)."""
-        return all(volume.exact for volume in self.volumes)
+        """True when every voxel decodes exactly as it was."""
+        return all(volume.exact or (volume.context is not None and volume.context.error == 0)
+                   for volume in self.volumes)
+
+    @property
+    def max_error(self) -> float | None:
+        """The largest error any voxel may have (0: lossless); None when the network codes some volume."""
+        if self.learned:
+            return None
+        return max((volume.context.error for volume in self.volumes if volume.context is not None), default=0.0)
 
 
 def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Header:
@@ -179,7 +214,7 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         if len(volumes) != image.volume_count:
             raise HeaderError(f"lists {len(volumes)} volumes for shape {list(image.shape)}")
         _check_ranges(volumes, image.dtype)
-        lossy = not all(v.exact for v in volumes)
+        lossy = any(v.learned for v in volumes)
         name = sha = None
         if lossy:
             model = _field(raw, "model", dict)
@@ -244,6 +279,12 @@ def header_record(header: Header) -> dict:
 def _volume_record(volume: VolumeInfo) -> dict:
     if volume.exact:
         return {"exact": True, "crc": volume.checksum}
+    if volume.context is not None:
+        code = volume.context
+        bound = {"error": code.error, "step": code.step, "origin": code.origin}
+        if code.float_bits:
+            bound["float_bits"] = True
+        return {"bound": bound, "range": [volume.low, volume.high], "crc": volume.checksum}
     record = {"range": [volume.low, volume.high], "crc": volume.checksum}
     if volume.outliers:
         record["outliers"] = volume.outliers
@@ -395,10 +436,26 @@ def _volume_info(record, version: int) -> VolumeInfo:
     low, high = (_finite(v, "volumes[].range") for v in pair)
     if high < low:
         raise HeaderError("volumes[].range has high < low")
+    if version >= 5 and "bound" in record:
+        return VolumeInfo(False, low, high, checksum=checksum, context=_context_code(record["bound"], low, high))
     outliers = record.get("outliers", 0)
     if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
         raise HeaderError("volumes[].outliers is not a count")
     return VolumeInfo(False, low, high, outliers, checksum)
+
+
+def _context_code(record, low: float, high: float) -> ContextCode:
+    """A context-coded volume's quantizer: integers for the integer path, within the coder's range."""
+    record = _typed(record, dict, "volumes[].bound")
+    error, step, origin = (_finite(record.get(key), f"volumes[].bound.{key}") for key in ("error", "step", "origin"))
+    float_bits = record.get("float_bits", False) is True
+    if error < 0 or step <= 0 or step > 2 * error + 1:
+        raise HeaderError("volumes[].bound has an invalid error or step")
+    if error == 0 and (step != 1 or origin != 0) or float_bits and error != 0:
+        raise HeaderError("volumes[].bound of a lossless volume must have step 1 and origin 0")
+    if (high - low) / step > CONTEXT_INTEGERS or error > 0 and abs(origin - low) > step:
+        raise HeaderError("volumes[].bound does not fit its range")
+    return ContextCode(error, step, origin, float_bits)
 
 
 def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
@@ -412,6 +469,8 @@ def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
     if dtype.kind in "iu":
         low, high = max(low, -EXACT_INTEGER), min(high, EXACT_INTEGER)
     for volume in volumes:
+        if volume.context is not None and volume.context.float_bits and dtype.kind != "f":
+            raise HeaderError("volumes[].bound maps float bits of a non-float image")
         if not volume.exact and not low <= volume.low <= volume.high <= high:
             raise HeaderError(f"volumes[] range [{volume.low:g}, {volume.high:g}] does not fit {dtype}")
 

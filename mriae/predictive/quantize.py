@@ -1,0 +1,109 @@
+"""Voxels to the integers the context coder codes, and back, within a promised error.
+
+- **Lossless, integer voxels** (or floats holding only whole numbers, no negative zeros): the
+  values themselves.
+- **Lossless, other floats**: the bit patterns of float32 (float16, and float64 values that
+  float32 holds exactly, pass through float32 unchanged), mapped to int32 so that the order of
+  the integers is the order of the floats — close values stay close, so prediction still works.
+- **A maximum error E**: a uniform quantizer, q = round((x − origin) / step). For whole
+  numbers step = 2⌊E⌋ + 1 (bins of 2⌊E⌋ + 1 integers, centred: |x − x̂| ≤ ⌊E⌋ exactly); for
+  floats step ≈ 2E, shrunk until every voxel's decoded value, as the decoder will compute it
+  (float64, clipped to the volume's range, cast to its dtype), is within E — or refused.
+
+Every decoded value is clipped to the volume's stored [low, high], which only moves it closer
+to the original. The arithmetic is IEEE float64 elementwise (or int64), the same on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+INTEGER_LIMIT = 1 << 40
+"""Integers (values and quantization indices) the context coder takes: within ±2**40."""
+_SHRINK_TRIES = 8
+
+
+class BoundError(ValueError):
+    """A volume that cannot be coded within the error asked for; says why."""
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """How one volume's voxels become integers: ``error`` is the promised maximum absolute
+    error (0: lossless), ``step`` and ``origin`` the quantizer (step 1, origin 0: the values
+    themselves), ``float_bits`` the lossless float32 bit mapping."""
+
+    error: float
+    step: float
+    origin: float
+    low: float
+    high: float
+    float_bits: bool = False
+
+    def integers(self, volume: np.ndarray) -> np.ndarray:
+        """The int64 integers that code ``volume``."""
+        if self.float_bits:
+            bits = np.ascontiguousarray(volume, dtype=np.float32).view(np.int32).astype(np.int64)
+            return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+        if self.step == 1 and self.origin == 0:
+            return volume.astype(np.int64)
+        return np.floor((volume.astype(np.float64) - self.origin) / self.step + 0.5).astype(np.int64)
+
+    def values(self, integers: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """The decoded voxels (in ``dtype``) of ``integers``."""
+        dtype = np.dtype(dtype)
+        if self.float_bits:
+            bits = np.where(integers < 0, integers ^ 0x7FFFFFFF, integers).astype(np.int32)
+            return bits.view(np.float32).astype(dtype)
+        if dtype.kind in "iub" or self.step == int(self.step) and self.origin == int(self.origin):
+            step, origin = int(self.step), int(self.origin)
+            bottom, top = (int(self.low) - origin) // step - 1, (int(self.high) - origin) // step + 1
+            exact = origin + np.clip(integers, bottom, top) * step  # clipped first: no overflow
+            return np.clip(exact, int(self.low), int(self.high)).astype(dtype)
+        decoded = np.clip(self.origin + integers.astype(np.float64) * self.step, self.low, self.high)
+        return decoded.astype(dtype)
+
+
+def whole_numbers_only(volume: np.ndarray) -> bool:
+    """True for integer voxels, or floats that are all whole numbers without a negative zero."""
+    if volume.dtype.kind in "iub":
+        return True
+    return bool(np.all(volume == np.round(volume))) and not np.any(np.signbit(volume) & (volume == 0))
+
+
+def quantizer(volume: np.ndarray, error: float) -> Quantizer:
+    """The quantizer that codes ``volume`` within ``error`` (0: lossless) in the fewest
+    integers; BoundError if the context coder cannot code it so (the caller may store it
+    exactly instead, for lossless)."""
+    low, high = float(volume.min()), float(volume.max())
+    whole = whole_numbers_only(volume)
+    if whole and max(-low, high) > INTEGER_LIMIT:
+        raise BoundError(f"values beyond ±2**40 ({low:g}..{high:g}) cannot be context-coded")
+    if whole and error < 1:
+        return Quantizer(0.0, 1.0, 0.0, low, high)
+    if whole:
+        bound = math.floor(error)
+        return Quantizer(float(bound), float(2 * bound + 1), low, low, high)
+    if error == 0:
+        as_float32 = volume.astype(np.float32)
+        if volume.dtype.itemsize > 4 and not np.array_equal(as_float32.astype(volume.dtype), volume):
+            raise BoundError(f"{volume.dtype} voxels that float32 does not hold exactly cannot be context-coded")
+        return Quantizer(0.0, 1.0, 0.0, low, high, float_bits=True)
+    return _float_quantizer(volume, error, low, high)
+
+
+def _float_quantizer(volume: np.ndarray, error: float, low: float, high: float) -> Quantizer:
+    step = 2 * error * (1 - 2.0**-20)
+    for _ in range(_SHRINK_TRIES):
+        if (high - low) / step > INTEGER_LIMIT:
+            break
+        candidate = Quantizer(error, step, low, low, high)
+        decoded = candidate.values(candidate.integers(volume), volume.dtype)
+        if float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64)))) <= error:
+            return candidate
+        step *= 1 - 2.0**-10
+    raise BoundError(f"a maximum error of {error:g} is below what {volume.dtype} voxels of range "
+                     f"{low:g}..{high:g} can be coded within; ask for a larger error or --lossless")
