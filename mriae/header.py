@@ -453,7 +453,7 @@ def _context_code(record, low: float, high: float) -> ContextCode:
         raise HeaderError("volumes[].bound has an invalid error or step")
     if error == 0 and (step != 1 or origin != 0) or float_bits and error != 0:
         raise HeaderError("volumes[].bound of a lossless volume must have step 1 and origin 0")
-    if (high - low) / step > CONTEXT_INTEGERS or error > 0 and abs(origin - low) > step:
+    if not float_bits and ((high - low) / step > CONTEXT_INTEGERS or error > 0 and abs(origin - low) > step):
         raise HeaderError("volumes[].bound does not fit its range")
     return ContextCode(error, step, origin, float_bits)
 
