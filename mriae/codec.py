@@ -37,7 +37,7 @@ from mriae.limits import LimitError, Limits
 from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.predictive import coder
-from mriae.predictive.quantize import BoundError, Quantizer, quantizer, whole_numbers_only
+from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 from mriae.transforms.intensity import IntensityRange, outlier_mask
 
@@ -45,6 +45,9 @@ Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
 
+NETWORK_CEILING = 40.0
+"""PSNR targets above this (dB) go to the context coder alone: the network's best level
+reaches 30–37 dB (docs/benchmarks.md), so trying it would only cost time."""
 LABEL_VALUES = 64
 """An image of whole numbers with at most this many distinct values is a label map or mask:
 coded exactly, since any other value would be a wrong label."""
@@ -234,7 +237,8 @@ def compress_image(
     if (label_map and whole_numbers(array)) or is_label_map(array):
         return _compress_exactly(image, volumes, original_bytes, progress)
     if fidelity.lossless or fidelity.max_error is not None:
-        return _compress_bounded(image, volumes, fidelity.max_error or 0.0, original_bytes, progress)
+        error = fidelity.max_error or 0.0
+        return _compress_bounded(image, volumes, lambda volume: quantizer(volume, error), error, original_bytes, progress)
     if fidelity.psnr is not None:
         return _compress_to_psnr(image, volumes, fidelity.psnr, spacing, weights, original_bytes, progress)
     return _compress_learned(image, volumes, fidelity.quality or DEFAULT_QUALITY, spacing, weights,
@@ -282,19 +286,20 @@ def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | N
     return _packed(header, chunks, volumes, volumes, float("inf"), original_bytes, "exact")
 
 
-def _compress_bounded(image: Image, volumes: np.ndarray, error: float, original_bytes: int | None,
-                      progress: Progress | None) -> tuple[bytes, Stats]:
-    """.mriae bytes of ``image`` with every voxel within ``error`` (0: lossless) through the
-    context coder. A volume it cannot take losslessly (integers beyond ±2**40, float64 that
-    float32 does not hold) is stored exactly instead; one it cannot bound is refused."""
+def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[[np.ndarray], Quantizer],
+                      error: float | None, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` through the context coder, each volume quantized by
+    ``quantizer_of`` (within ``error`` when one is promised; 0: lossless). A volume the coder
+    cannot take losslessly (integers beyond ±2**40, float64 that float32 does not hold) is
+    stored exactly instead; one it cannot bound is refused."""
     chunks, records = [], []
     reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
     for index in range(volumes.shape[3]):
         volume = volumes[..., index]
         try:
-            quantizing = quantizer(volume, error)
+            quantizing = quantizer_of(volume)
         except BoundError as reason:
-            if error > 0:
+            if error != 0:
                 raise UncodableError(str(reason)) from reason
             chunks.append(exact.pack_voxels(volume))
             records.append(VolumeInfo(True, checksum=exact.checksum(volume)))
@@ -305,13 +310,14 @@ def _compress_bounded(image: Image, volumes: np.ndarray, error: float, original_
             decoded = quantizing.values(integers, volume.dtype)
             records.append(VolumeInfo(False, quantizing.low, quantizing.high, checksum=exact.checksum(decoded),
                                       context=ContextCode(quantizing.error, quantizing.step, quantizing.origin,
-                                                          quantizing.float_bits)))
+                                                          quantizing.float_bits, quantizing.rounded)))
             reconstruction[..., index] = decoded
         if progress:
             progress(index + 1, volumes.shape[3])
     worst = _max_error(volumes, reconstruction)
-    if worst > error or (error == 0 and not _identical(volumes, reconstruction)):
-        raise UncodableError(f"cannot be coded within {error:g}: a voxel would be off by {worst:g}")  # never expected
+    promised = max((r.context.error for r in records if r.context is not None), default=0.0)
+    if worst > promised or (promised == 0 and not _identical(volumes, reconstruction)):
+        raise UncodableError(f"cannot be coded within {promised:g}: a voxel would be off by {worst:g}")  # never expected
     quality_db = psnr(volumes, reconstruction)
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
                     _rounded(quality_db), None)
@@ -320,12 +326,15 @@ def _compress_bounded(image: Image, volumes: np.ndarray, error: float, original_
 
 def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
                       weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
-    """The smaller of the context coder at the largest error that keeps ``target`` dB and the
-    lowest network quality level that reaches it (if any does)."""
-    best = _compress_bounded(image, volumes, _error_for_psnr(volumes, target), original_bytes, progress)
+    """The smaller of the context coder at the largest step that keeps ``target`` dB and the
+    lowest network quality level that reaches it (tried up to NETWORK_CEILING dB)."""
+    step = _step_for_psnr(volumes, target)
+    best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
     codec = load_codec(weights)
     levels = list(codec.qualities)
-    if image.array.dtype.kind not in "iu" or max(abs(int(image.array.min())), abs(int(image.array.max()))) <= EXACT_INTEGER:
+    array = image.array
+    if target <= NETWORK_CEILING and (array.dtype.kind not in "iu"
+                                      or max(abs(int(array.min())), abs(int(array.max()))) <= EXACT_INTEGER):
         candidates: dict[int, tuple[bytes, Stats]] = {}
 
         def reaches(level: int) -> bool:
@@ -343,48 +352,38 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
     return best
 
 
-def _error_for_psnr(volumes: np.ndarray, target: float) -> float:
-    """The largest maximum error whose quantization keeps at least ``target`` dB over all
-    ``volumes`` (0 if only lossless does): searched on a sample, then checked on every voxel."""
+def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
+    """The largest quantization step that keeps at least ``target`` dB over all ``volumes``
+    (0 if only lossless does): searched on a sample, then checked on every voxel."""
     original = volumes.astype(np.float64)
     peak = float(original.max() - original.min())
     if peak == 0:
         return 0.0
     allowed = peak**2 / 10 ** (target / 10)  # largest mean squared error
-    whole = whole_numbers_only(volumes)
 
-    def mean_squared(error: float, sample: int) -> float:
+    def reaches(step: float, sample: int) -> bool:
         total = 0.0
         for index in range(volumes.shape[3]):
             volume = volumes[..., index].ravel(order="F")[::sample]
             try:
-                quantizing = quantizer(volume, error)
+                quantizing = stepped(volume, step)
             except BoundError:
-                return math.inf
+                return False
             decoded = quantizing.values(quantizing.integers(volume), volume.dtype).astype(np.float64)
             total += float(np.sum((decoded - volume) ** 2))
-        return total / (volumes.shape[3] * len(range(0, volumes[..., 0].size, sample)))
+        return total <= allowed * volumes.shape[3] * len(range(0, volumes[..., 0].size, sample))
 
     sample = max(1, volumes.size // (1 << 20))
-    if whole:
-        low, high = 0, int(peak) + 1  # low reaches the target, high does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if mean_squared(middle, sample) <= allowed else (low, middle)
-        error = float(low)
-        while error >= 1 and mean_squared(error, 1) > allowed:
-            error -= 1
-        return error
-    low, high = peak * 2.0**-40, peak
-    if mean_squared(low, 1) > allowed:
+    low, high = peak * 2.0**-36, 2 * peak  # low reaches the target (else: lossless), high does not
+    if not reaches(low, 1):
         return 0.0
-    for _ in range(40):
+    for _ in range(30):
         middle = math.sqrt(low * high)
-        low, high = (middle, high) if mean_squared(middle, sample) <= allowed else (low, middle)
-    error = low
-    while mean_squared(error, 1) > allowed:
-        error *= 0.9
-    return error
+        low, high = (middle, high) if reaches(middle, sample) else (low, middle)
+    step = low
+    while not reaches(step, 1):
+        step *= 0.97
+    return step
 
 
 def _max_error(volumes: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -499,7 +498,8 @@ def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, v
         return voxels
     if volume.context is not None:
         code = volume.context
-        quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits)
+        quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits,
+                               code.rounded)
         voxels = quantizing.values(coder.decode(chunks[0], image.volume_shape), image.dtype)
         if exact.checksum(voxels) != volume.checksum:
             raise exact.ExactError("the decoded voxels do not match their checksum")

@@ -131,12 +131,14 @@ class ImageInfo:
 class ContextCode:
     """How a volume coded by the 3D context coder (mriae.predictive) maps to its integers:
     every decoded voxel is within ``error`` of the original (0: lossless); ``step`` and
-    ``origin`` are the quantizer's, ``float_bits`` the lossless float32 bit mapping."""
+    ``origin`` are the quantizer's, ``float_bits`` the lossless float32 bit mapping,
+    ``rounded`` that decoded values are rounded to whole numbers (a real step on whole numbers)."""
 
     error: float
     step: float
     origin: float
     float_bits: bool = False
+    rounded: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,8 @@ def _volume_record(volume: VolumeInfo) -> dict:
         bound = {"error": code.error, "step": code.step, "origin": code.origin}
         if code.float_bits:
             bound["float_bits"] = True
+        if code.rounded:
+            bound["rounded"] = True
         return {"bound": bound, "range": [volume.low, volume.high], "crc": volume.checksum}
     record = {"range": [volume.low, volume.high], "crc": volume.checksum}
     if volume.outliers:
@@ -449,13 +453,14 @@ def _context_code(record, low: float, high: float) -> ContextCode:
     record = _typed(record, dict, "volumes[].bound")
     error, step, origin = (_finite(record.get(key), f"volumes[].bound.{key}") for key in ("error", "step", "origin"))
     float_bits = record.get("float_bits", False) is True
-    if error < 0 or step <= 0 or step > 2 * error + 1:
+    rounded = record.get("rounded", False) is True
+    if error < 0 or step <= 0:
         raise HeaderError("volumes[].bound has an invalid error or step")
     if error == 0 and (step != 1 or origin != 0) or float_bits and error != 0:
         raise HeaderError("volumes[].bound of a lossless volume must have step 1 and origin 0")
     if not float_bits and ((high - low) / step > CONTEXT_INTEGERS or error > 0 and abs(origin - low) > step):
         raise HeaderError("volumes[].bound does not fit its range")
-    return ContextCode(error, step, origin, float_bits)
+    return ContextCode(error, step, origin, float_bits, rounded)
 
 
 def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:

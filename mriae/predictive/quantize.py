@@ -5,6 +5,8 @@
 - **Lossless, other floats**: the bit patterns of float32 (float16, and float64 values that
   float32 holds exactly, pass through float32 unchanged), mapped to int32 so that the order of
   the integers is the order of the floats — close values stay close, so prediction still works.
+- **A step** (for a PSNR target): the same quantizer at any real step; whole numbers are
+  rounded back to whole numbers, and the error promised is the one measured.
 - **A maximum error E**: a uniform quantizer, q = round((x − origin) / step). For whole
   numbers step = 2⌊E⌋ + 1 (bins of 2⌊E⌋ + 1 integers, centred: |x − x̂| ≤ ⌊E⌋ exactly); for
   floats step ≈ 2E, shrunk until every voxel's decoded value, as the decoder will compute it
@@ -34,7 +36,8 @@ class BoundError(ValueError):
 class Quantizer:
     """How one volume's voxels become integers: ``error`` is the promised maximum absolute
     error (0: lossless), ``step`` and ``origin`` the quantizer (step 1, origin 0: the values
-    themselves), ``float_bits`` the lossless float32 bit mapping."""
+    themselves), ``float_bits`` the lossless float32 bit mapping, ``rounded`` that decoded
+    values are rounded to whole numbers (a real step on whole-number data)."""
 
     error: float
     step: float
@@ -42,6 +45,7 @@ class Quantizer:
     low: float
     high: float
     float_bits: bool = False
+    rounded: bool = False
 
     def integers(self, volume: np.ndarray) -> np.ndarray:
         """The int64 integers that code ``volume``."""
@@ -58,13 +62,13 @@ class Quantizer:
         if self.float_bits:
             bits = np.where(integers < 0, integers ^ 0x7FFFFFFF, integers).astype(np.int32)
             return bits.view(np.float32).astype(dtype)
-        if dtype.kind in "iub" or self.step == int(self.step) and self.origin == int(self.origin):
+        if not self.rounded and (dtype.kind in "iub" or self.step == int(self.step) and self.origin == int(self.origin)):
             step, origin = int(self.step), int(self.origin)
             bottom, top = (int(self.low) - origin) // step - 1, (int(self.high) - origin) // step + 1
             exact = origin + np.clip(integers, bottom, top) * step  # clipped first: no overflow
             return np.clip(exact, int(self.low), int(self.high)).astype(dtype)
         decoded = np.clip(self.origin + integers.astype(np.float64) * self.step, self.low, self.high)
-        return decoded.astype(dtype)
+        return (np.rint(decoded) if self.rounded else decoded).astype(dtype)
 
 
 def whole_numbers_only(volume: np.ndarray) -> bool:
@@ -93,6 +97,21 @@ def quantizer(volume: np.ndarray, error: float) -> Quantizer:
             raise BoundError(f"{volume.dtype} voxels that float32 does not hold exactly cannot be context-coded")
         return Quantizer(0.0, 1.0, 0.0, low, high, float_bits=True)
     return _float_quantizer(volume, error, low, high)
+
+
+def stepped(volume: np.ndarray, step: float) -> Quantizer:
+    """The quantizer of real ``step`` (0: lossless) for ``volume``, promising the largest
+    error it makes there (measured on the values the decoder computes)."""
+    if step == 0:
+        return quantizer(volume, 0.0)
+    low, high = float(volume.min()), float(volume.max())
+    whole = whole_numbers_only(volume)
+    if (high - low) / step > INTEGER_LIMIT or whole and max(-low, high) > INTEGER_LIMIT:
+        raise BoundError(f"a step of {step:g} is too fine for the range {low:g}..{high:g}")
+    trial = Quantizer(0.0, step, low, low, high, rounded=whole)
+    decoded = trial.values(trial.integers(volume), volume.dtype)
+    error = float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64))))
+    return Quantizer(error, step, low, low, high, rounded=whole)
 
 
 def _float_quantizer(volume: np.ndarray, error: float, low: float, high: float) -> Quantizer:
