@@ -39,7 +39,7 @@ _DICTIONARY_V4 = _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"
 HEADER_DICTIONARIES = {
     3: _DICTIONARY_V3,
     4: _DICTIONARY_V4,
-    5: _DICTIONARY_V4 + b'"float_bits":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":',
+    5: _DICTIONARY_V4 + b'"float_bits":true"rounded":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":',
 }
 """Raw-DEFLATE preset dictionary of the header per format version: the keys and common
 values of a typical header, so that a small file does not spell them out."""
