@@ -275,3 +275,22 @@ def test_golden_index_names_bounded_files():
     for name, record in index.items():
         data = (Path(__file__).parent / "golden" / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["file_sha256"]
+
+
+def test_scaled_nifti_is_bounded_in_stored_units(tmp_path):
+    """The bound applies to the stored integers: with scl_slope 2.5 the scaled values are
+    within 2.5 × E, and the header (slope included) comes back unchanged."""
+    from mriae.io import read_image, write_image
+
+    stored = _noise((30, 26, 14), -2000, 2000, np.int16)
+    nifti = nib.Nifti1Image(stored, np.diag([1.5, 1.5, 3.0, 1.0]))
+    nifti.header.set_slope_inter(2.5, -10.0)
+    source = tmp_path / "scaled.nii.gz"
+    nib.save(nifti, source)
+    data, stats = compress_image(read_image(source), Fidelity.of(max_error=3))
+    restored = tmp_path / "restored.nii.gz"
+    write_image(decompress_image(data), restored)
+    back = nib.load(restored)
+    assert np.abs(np.asarray(back.dataobj.get_unscaled()).astype(int) - stored).max() == 3
+    assert np.abs(back.get_fdata() - nib.load(source).get_fdata()).max() <= 2.5 * 3 + 1e-9
+    assert (back.dataobj.slope, back.dataobj.inter) == (2.5, -10.0) and stats.max_error == 3
