@@ -40,6 +40,14 @@ class Pass:
     """Per entry of GROUPS, the known neighbour offsets in it (empty if none)."""
 
     @property
+    def near(self) -> tuple[tuple[int, int, int], ...]:
+        """The neighbours whose median the predictor uses and whose spread about the
+        prediction picks the context: the face and edge neighbours, or the corners if
+        there are none."""
+        near = tuple(d for group in self.groups[:6] for d in group)
+        return near or self.groups[6]
+
+    @property
     def kind(self) -> int:
         """0 body, 1 edge, 2 face centres: passes of one kind share their context tables."""
         return 3 - sum(self.parity)
