@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mriae.codec import DEFAULT_QUALITY, Progress, Stats, compress_image, decompress_image
+from mriae.codec import Progress, Stats, compress_image, decompress_image
 from mriae.container import MAGIC, ContainerError
+from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import names_a_label_map
@@ -30,17 +31,32 @@ def compress(
     output: PathLike | None = None,
     *,
     affine: np.ndarray | None = None,
-    quality: int = DEFAULT_QUALITY,
+    quality: int | None = None,
+    max_error: float | None = None,
+    lossless: bool = False,
+    psnr: float | None = None,
     spacing: tuple[float, float, float] | None = None,
     progress: Progress | None = None,
     force: bool = False,
 ) -> tuple[bytes, Stats]:
     """Compress an image file or an array (with its 4×4 ``affine``; identity if omitted).
 
-    Returns the .mriae bytes and their :class:`~mriae.codec.Stats`; also writes them to
-    ``output`` if given (FileExistsError if it exists, unless ``force``). An integer file
-    whose name marks a label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
+    Fidelity — give at most one (ValueError otherwise, before any work; none: quality 5):
+
+    * ``quality``: a level of the network, 1 (smallest) … 8 (best);
+    * ``max_error``: every voxel decodes within this absolute error, in the image's stored
+      units (for a NIfTI with ``scl_slope``, the raw stored values: the physical error is
+      ``max_error`` × abs(scl_slope)), through the 3D context coder; 0 means lossless;
+    * ``lossless``: bit-exact voxels (context coder);
+    * ``psnr``: the smallest file reaching at least this PSNR in dB (peak = max − min),
+      from the context coder or the network, whichever is smaller.
+
+    Returns the .mriae bytes and their :class:`~mriae.codec.Stats` (``coder``, ``psnr``,
+    measured ``max_error``, ``at_bound``); also writes them to ``output`` if given
+    (FileExistsError if it exists, unless ``force``). An integer file whose name marks a
+    label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
     """
+    fidelity = Fidelity.of(quality, max_error, lossless, psnr)
     if output is not None:
         refuse_replacing_the_input(source, output)
         check_targets([output], force)
@@ -50,7 +66,7 @@ def compress(
     else:
         image = read_image(source)
         file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
-    data, stats = compress_image(image, quality, spacing, original_bytes=file_size, progress=progress,
+    data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
                                  label_map=label_map)
     if output is not None:
         write_bytes_atomic(output, data, overwrite=force)

@@ -22,6 +22,7 @@ from monai.data import Dataset
 from mriae.batch.inputs import refuse_shared_outputs
 from mriae.batch.task import failure_reason
 from mriae.codec import psnr
+from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import SUFFIXES
@@ -30,8 +31,12 @@ from mriae.transforms.monai import OVERWRITE, stem_of
 logger = logging.getLogger("mriae.bundle")
 
 INFERENCE_COLUMNS = ("file", "status", "error", "mriae_file", "reconstruction", "shape", "original_bytes",
-                     "compressed_bytes", "bits_per_voxel", "psnr_db", "quality", "seconds")
-"""Columns of the inference metrics CSV (a failed file fills ``file``, ``status``, ``error``, ``seconds``)."""
+                     "compressed_bytes", "bits_per_voxel", "psnr_db", "max_error", "quality", "fidelity", "coder",
+                     "seconds")
+"""Columns of the inference metrics CSV (a failed file fills ``file``, ``status``, ``error``, ``seconds``).
+``max_error`` is measured (largest absolute voxel difference, in stored units), ``fidelity``
+is what was asked for (``quality 5``, ``max error 2``, ``lossless``, ``PSNR ≥ 40 dB``) and
+``coder`` what coded the file (``network``, ``context`` or ``exact``)."""
 
 
 class BundleInputError(ValueError):
@@ -85,6 +90,10 @@ def _write_csv(path: Path, rows: list[dict], columns: Sequence[str] | None = Non
 
 def _number(value: float) -> str | float:
     return "inf" if math.isinf(value) else round(float(value), 4)
+
+
+def _max_error(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(original, np.float64) - np.asarray(reconstruction, np.float64))))
 
 
 class InferenceRunner:
@@ -154,8 +163,10 @@ class InferenceRunner:
             "compressed_bytes": mriae_path.stat().st_size,
             "bits_per_voxel": round(mriae_path.stat().st_size * 8 / original.array.size, 4),
             "psnr_db": _number(psnr(original.array, reconstruction)),
-            "quality": item.get(f"{self.mriae_key}_stats", {}).get("quality", ""),
+            "max_error": _number(_max_error(original.array, reconstruction)),
         }
+        stats = item.get(f"{self.mriae_key}_stats", {})
+        row.update({key: "" if stats.get(key) is None else stats[key] for key in ("quality", "fidelity", "coder")})
         if self.save_reconstructions:
             target = self.output_dir / f"{stem_of(source)}_recon{original.suffix}"
             check_targets(image_files(target), self.overwrite, OVERWRITE)
@@ -171,18 +182,35 @@ def spatial_array_raw(tensor: torch.Tensor, original: Image) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
 
-class EvaluationRunner:
-    """Rate–distortion of the codec over a folder: for each image and quality, compress with
-    ``compress`` (a ``Compressd``-built callable), save the .mriae file, read it back through
-    ``loader`` (``LoadImaged`` with ``MriaeReader``) and compare with ``original_loader``'s output.
+def _settings(qualities: Sequence[int], max_errors: Sequence[float], psnrs: Sequence[float],
+              lossless: bool) -> list[tuple[str, dict]]:
+    """(name, Compressd keywords) of each setting: quality levels, then maximum errors,
+    PSNR targets and lossless; each checked by :meth:`Fidelity.of` (ValueError before any work)."""
+    keywords = [{"quality": int(q)} for q in qualities] + [{"max_error": float(e)} for e in max_errors]
+    keywords += [{"psnr": float(p)} for p in psnrs] + ([{"lossless": True}] if lossless else [])
+    return [(Fidelity.of(**setting).name, setting) for setting in keywords]
 
-    Writes ``evaluation.csv`` (one row per file and quality) and ``summary.csv`` (mean per quality).
+
+class EvaluationRunner:
+    """Rate–distortion of the codec over a folder: for each image and setting (quality levels,
+    maximum errors, PSNR targets, lossless), compress with ``compress_factory(**setting)`` (a
+    ``Compressd``-built callable; it gets ``quality=``, ``max_error=``, ``psnr=`` or
+    ``lossless=``), save the .mriae file, read it back through ``loader`` (``LoadImaged`` with
+    ``MriaeReader``) and compare with ``original_loader``'s output.
+
+    Writes ``evaluation.csv`` (one row per file and setting: its ``setting`` name ``q5``,
+    ``e2``, ``40dB`` or ``lossless``, ``quality`` for levels, bits/voxel, PSNR and the
+    measured ``max_error``) and ``summary.csv`` (means per setting).
     """
 
     def __init__(self, data: Sequence[dict], qualities: Sequence[int], compress_factory, save, loader,
-                 original_loader, output_dir: str, image_key: str = "image") -> None:
+                 original_loader, output_dir: str, image_key: str = "image", max_errors: Sequence[float] = (),
+                 psnrs: Sequence[float] = (), lossless: bool = False) -> None:
         self.data = data
-        self.qualities = [int(q) for q in qualities]
+        self.qualities = [int(q) for q in qualities or ()]
+        self.settings = _settings(self.qualities, max_errors or (), psnrs or (), bool(lossless))
+        if not self.settings:
+            raise BundleInputError("evaluate needs at least one setting (qualities, max_errors, psnrs or lossless)")
         self.compress_factory = compress_factory
         self.save = save
         self.loader = loader
@@ -193,40 +221,44 @@ class EvaluationRunner:
     def run(self) -> list[dict]:
         """Code every item at every quality, read it back, and write evaluation.csv and summary.csv."""
         sources = [item[self.image_key] for item in self.data]
-        check_distinct_outputs(sources, self.output_dir, f"{{stem}}_q{self.qualities[0]}.mriae")
+        check_distinct_outputs(sources, self.output_dir, f"{{stem}}_{self.settings[0][0]}.mriae")
         rows = []
         for item in self.data:
             original = self.original_loader(dict(item))[self.image_key]
             reference = original.detach().cpu().numpy()
-            for quality in self.qualities:
+            for setting, keywords in self.settings:
                 started = time.perf_counter()
-                coded = self.compress_factory(quality)(dict(item))
-                saved = self.save({**coded, "name": f"{stem_of(item[self.image_key])}_q{quality}"})
+                coded = self.compress_factory(**keywords)(dict(item))
+                saved = self.save({**coded, "name": f"{stem_of(item[self.image_key])}_{setting}"})
                 path = Path(saved["mriae_path"])
                 loaded = self.loader({"mriae": str(path)})["mriae"]
                 if not np.allclose(loaded.affine.numpy(), original.affine.numpy(), atol=1e-6):
                     raise AssertionError(f"{path}: affine differs from {item[self.image_key]}")
+                decoded = loaded.detach().cpu().numpy().reshape(reference.shape)
                 rows.append({
                     "file": Path(item[self.image_key]).name,
-                    "quality": quality,
+                    "setting": setting,
+                    "quality": keywords.get("quality", ""),
                     "bits_per_voxel": round(path.stat().st_size * 8 / reference.size, 4),
-                    "psnr_db": _number(psnr(reference, loaded.detach().cpu().numpy().reshape(reference.shape))),
+                    "psnr_db": _number(psnr(reference, decoded)),
+                    "max_error": _number(_max_error(reference, decoded)),
                     "affine_equal": True,
                     "seconds": round(time.perf_counter() - started, 2),
                 })
-                logger.info("%s q%d: %s bits/voxel, PSNR %s dB", rows[-1]["file"], quality, rows[-1]["bits_per_voxel"],
-                            rows[-1]["psnr_db"])
+                logger.info("%s %s: %s bits/voxel, PSNR %s dB, max error %s", rows[-1]["file"], setting,
+                            rows[-1]["bits_per_voxel"], rows[-1]["psnr_db"], rows[-1]["max_error"])
         _write_csv(self.output_dir / "evaluation.csv", rows)
         summary = []
-        for quality in self.qualities:
-            chosen = [r for r in rows if r["quality"] == quality]
+        for setting, keywords in self.settings:
+            chosen = [r for r in rows if r["setting"] == setting]
             finite = [r["psnr_db"] for r in chosen if r["psnr_db"] != "inf"]
             summary.append({
-                "quality": quality, "files": len(chosen),
+                "setting": setting, "quality": keywords.get("quality", ""), "files": len(chosen),
                 "mean_bits_per_voxel": round(float(np.mean([r["bits_per_voxel"] for r in chosen])), 4),
                 "mean_psnr_db": round(float(np.mean(finite)), 4) if finite else "inf",
+                "max_error": max(r["max_error"] for r in chosen),
             })
         _write_csv(self.output_dir / "summary.csv", summary)
-        logger.info("evaluation of %d files × %d qualities written to %s", len(self.data), len(self.qualities),
+        logger.info("evaluation of %d files × %d settings written to %s", len(self.data), len(self.settings),
                     self.output_dir)
         return rows

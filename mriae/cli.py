@@ -30,12 +30,13 @@ try:  # Ctrl-C while the libraries load (seconds) ends like any interrupt
     from rich.text import Text
 
     from mriae import api
-    from mriae.codec import DEFAULT_QUALITY, CodecError
+    from mriae.codec import DEFAULT_QUALITY, CodecError, Stats
     from mriae.container import ContainerError
+    from mriae.fidelity import Fidelity
     from mriae.header import Header, read_header
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
-    from mriae.io.image import one_line, output_suffix
+    from mriae.io.image import one_line, output_suffix, stored_scale
     from mriae.models.weights import load_codec
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
@@ -51,6 +52,12 @@ internal error."""
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")]
+Quality = Annotated[int | None, typer.Option("--quality", "-q", help="Network level: 1 (smallest) … 8 (best); default 5.")]
+MaxError = Annotated[float | None, typer.Option(
+    "--max-error", help="Every voxel within this absolute error, in stored units (3D context coder); 0: lossless.")]
+Lossless = Annotated[bool, typer.Option("--lossless", help="Bit-exact voxels (3D context coder).")]
+TargetPsnr = Annotated[float | None, typer.Option(
+    "--psnr", help="The smallest file reaching at least this PSNR in dB (context coder or network).")]
 
 
 class UsageError(ValueError):
@@ -144,6 +151,47 @@ def check_quality(quality: int) -> None:
         raise UsageError(f"--quality must be a level {level_range(levels)} (got {quality})")
 
 
+def fidelity_of(quality: int | None, max_error: float | None, lossless: bool, psnr: float | None) -> Fidelity:
+    """The fidelity the options ask for; UsageError (one line, naming the options) for two
+    at once or a bad value. A quality level is checked against the installed weights."""
+    given = [flag for flag, value in (("--quality", quality), ("--max-error", max_error), ("--psnr", psnr))
+             if value is not None] + ["--lossless"] * lossless
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be combined: give one of -q/--quality, --max-error, "
+                         "--lossless, --psnr")
+    if quality is not None:
+        check_quality(quality)
+    try:
+        return Fidelity.of(quality, max_error, lossless, psnr)
+    except ValueError as error:
+        raise UsageError(f"bad {given[0]}: {one_line(error)}") from None
+
+
+def coder_words(stats: Stats) -> str:
+    """How a file was coded, in words."""
+    return {"network": "network", "context": "context coder", "exact": "stored exactly"}.get(stats.coder, stats.coder)
+
+
+def achieved(stats: Stats, header: Header) -> str:
+    """What a compression achieved: the coder, the largest error (against the bound the file
+    promises, and in physical units for a NIfTI whose scl_slope scales the stored values),
+    and the PSNR."""
+    if math.isinf(stats.psnr):
+        return f"{coder_words(stats)}, lossless"
+    bound = header.max_error
+    text = f"{coder_words(stats)}, max error {stats.max_error:g}"
+    if bound:
+        text += f" (bound {bound:g}, {stats.at_bound:.1%} of voxels at it)"
+    text += f", PSNR {stats.psnr:.2f} dB"
+    if stats.outliers:
+        text += f" ({stats.outliers} outlier voxel{'s' * (stats.outliers > 1)} stored exactly)"
+    slope = stored_scale(header.image.source)
+    if slope is not None:
+        text += (f"; errors are in stored units, × |scl_slope| {slope:g} in physical units "
+                 f"(max error {stats.max_error * slope:g}" + (f", bound {bound * slope:g})" if bound else ")"))
+    return text
+
+
 def level_range(levels: range) -> str:
     """``levels`` as ``first..last``."""
     return f"{levels.start}..{levels.stop - 1}"
@@ -206,26 +254,28 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
 def compress(
     input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
     output: Output = None,
-    quality: Annotated[int, typer.Option("--quality", "-q", help="1 (smallest) … 8 (best).")] = DEFAULT_QUALITY,
+    quality: Quality = None,
+    max_error: MaxError = None,
+    lossless: Lossless = False,
+    psnr: TargetPsnr = None,
     spacing: Annotated[str | None, typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Compress an MRI volume to .mriae."""
+    """Compress an MRI volume to .mriae: at a quality level (default 5), within a maximum
+    error, lossless, or to a PSNR (give at most one)."""
     with reported_errors(input, debug, "compressing"):
-        check_quality(quality)
+        fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
         target = output or input.with_name(strip_suffix(input) + MRIAE_SUFFIX)
         check_not_input(input, target)
         with volume_progress("compressing") as progress:
-            _, stats = api.compress(input, target, quality=quality, spacing=coding_spacing, progress=progress,
-                                    force=force)
-        fidelity = "lossless" if math.isinf(stats.psnr) else f"PSNR {stats.psnr:.2f} dB"
-        if stats.outliers:
-            fidelity += f" ({stats.outliers} outlier voxel{'s' * (stats.outliers > 1)} stored exactly)"
+            data, stats = api.compress(input, target, quality=fidelity.quality, max_error=fidelity.max_error,
+                                       lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
+                                       progress=progress, force=force)
         say(
             f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
-            f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {fidelity}"
+            f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {achieved(stats, read_header(data))}"
         )
 
 
@@ -262,13 +312,44 @@ def info(
             say(json.dumps(summary, indent=2))
             return
         model = summary["model"]
-        summary["model"] = f"{model['name']} (sha256 {model['sha256']}…)" if model["name"] else "none (coded exactly)"
+        summary["model"] = f"{model['name']} (sha256 {model['sha256']}…)" if model["name"] else "none"
+        summary["mode"] = MODE_WORDS[summary["mode"]].format(**summary)
+        summary["max_error"] = _bound_words(summary["max_error"], summary["scl_slope"])
+        del summary["scl_slope"]
         for key, value in summary.items():
             say(f"{key:>15}: {value}")
 
 
+MODE_WORDS = {"learned": "learned, quality {quality}", "context": "context coder, every voxel within {max_error:g}",
+              "lossless": "lossless (context coder)", "exact": "exact (lossless)"}
+"""`mriae info`'s words for each mode of the JSON summary."""
+
+
+def mode_of(header: Header) -> str:
+    """``learned`` (the network codes some volume), ``exact`` (every volume stored as it is:
+    label maps), ``lossless`` (the context coder, bit-exact) or ``context`` (within a bound)."""
+    if header.learned:
+        return "learned"
+    if all(volume.exact for volume in header.volumes):
+        return "exact"
+    return "lossless" if header.lossless else "context"
+
+
+def _bound_words(bound: float | None, slope: float | None) -> str:
+    if bound is None:
+        return "none (learned: no per-voxel bound)"
+    if bound == 0:
+        return "0 (lossless)"
+    physical = f"; × |scl_slope| {slope:g}: {bound * slope:g} in physical units" if slope is not None else ""
+    return f"{bound:g} (stored units{physical})"
+
+
 def _summary(input: Path, size: int, header: Header) -> dict:
-    """What `mriae info` shows of a file of ``size`` bytes with ``header``."""
+    """What `mriae info` shows of a file of ``size`` bytes with ``header``: ``mode`` is
+    ``learned``, ``context``, ``lossless`` or ``exact`` (:func:`mode_of`), ``max_error`` the
+    bound every voxel keeps, in stored units (None for learned files, 0 when lossless), and
+    ``scl_slope`` the absolute slope that turns stored into physical units for a NIfTI that has one
+    (else None)."""
     image = header.image
     return {
         "file": str(input),
@@ -278,7 +359,9 @@ def _summary(input: Path, size: int, header: Header) -> dict:
         "format": image.suffix,
         "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
         "volumes": len(header.volumes),
-        "mode": "exact (lossless)" if header.lossless else "learned",
+        "mode": mode_of(header),
+        "max_error": header.max_error,
+        "scl_slope": stored_scale(image.source),
         "quality": header.quality,
         "bits_per_voxel": size * 8 / math.prod(image.shape),
         "psnr": header.psnr,
@@ -294,25 +377,33 @@ def batch(
     output: Annotated[Path | None, typer.Argument(help="Output folder (mirrors the input tree).")] = None,
     job: Annotated[Path | None, typer.Option(help="Job spec (YAML) instead of INPUTS/OUTPUT.")] = None,
     decompress: Annotated[bool, typer.Option("--decompress", help="Decompress .mriae files instead.")] = False,
-    quality: Annotated[int, typer.Option("--quality", "-q")] = DEFAULT_QUALITY,
+    quality: Quality = None,
+    max_error: MaxError = None,
+    lossless: Lossless = False,
+    psnr: TargetPsnr = None,
     workers: Annotated[int | None, typer.Option(help="Local workers (default: one per core).")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Compress (or decompress) many files on Dask: embedded by default, a cluster by address."""
+    """Compress (or decompress) many files on Dask: embedded by default, a cluster by address.
+    Every file is compressed at the one fidelity given (a quality level, default 5, a maximum
+    error, lossless or a PSNR)."""
     from mriae.batch import BatchJob, run_batch
 
     with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
+        fidelity = fidelity_of(quality, max_error, lossless, psnr)
         if job is not None:
+            if any(value is not None for value in (quality, max_error, psnr)) or lossless:
+                raise UsageError("--job takes its fidelity from the job file (quality, max_error, lossless or psnr)")
             spec = BatchJob.from_yaml(job, force)
         elif inputs is None or output is None:
             raise UsageError("give INPUTS and OUTPUT, or --job job.yaml")
         else:
             spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker,
-                            force=force)
-        if not spec.decompress:
+                            force=force, max_error=fidelity.max_error, lossless=fidelity.lossless, psnr=fidelity.psnr)
+        if not spec.decompress and spec.quality is not None:
             check_quality(spec.quality)
         with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("files", total=None)
@@ -347,23 +438,68 @@ def parse_qualities(text: str | None, available: range) -> list[int]:
     return sorted(set(values))
 
 
+def parse_numbers(text: str | None, flag: str, example: str, check: Callable[[float], Fidelity]) -> list[Fidelity]:
+    """The fidelities of a list of numbers ('1,5,20') given to ``flag``, each made by
+    ``check`` (which raises ValueError for a bad one); UsageError naming the flag otherwise."""
+    if text is None:
+        return []
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"bad {flag} '{text}': give {example}") from None
+    try:
+        fidelities = [check(value) for value in values]
+    except ValueError as error:
+        raise UsageError(f"bad {flag} '{text}': {one_line(error)}") from None
+    return list(dict.fromkeys(fidelities))
+
+
+def evaluation_settings(qualities: str | None, max_errors: str | None, psnrs: str | None,
+                        lossless: bool) -> tuple[list[int], list[Fidelity]]:
+    """(quality levels, other fidelities) that `mriae evaluate` measures: every level when
+    no setting is given; otherwise the ones given, in the order: levels, PSNR targets from
+    the lowest, maximum errors from the largest, lossless."""
+    others = (sorted(parse_numbers(psnrs, "--psnr", "dB, e.g. --psnr 40,45", lambda v: Fidelity.of(psnr=v)),
+                     key=lambda f: f.psnr or 0)
+              + sorted(parse_numbers(max_errors, "--max-error", "numbers ≥ 0, e.g. --max-error 1,5,20",
+                                     lambda v: Fidelity.of(max_error=v)), key=lambda f: -(f.max_error or 0)))
+    others += [Fidelity.of(lossless=True)] * lossless
+    others = list(dict.fromkeys(others))
+    available = load_codec().qualities
+    levels = parse_qualities(qualities, available) if qualities is not None or not others else []
+    return levels, others
+
+
 @app.command()
 def evaluate(
     input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("report"),
-    qualities: Annotated[str | None, typer.Option(help="Quality levels, e.g. 1,3,5 or 2-6 (default: all).")] = None,
+    qualities: Annotated[str | None, typer.Option(
+        help="Quality levels, e.g. 1,3,5 or 2-6 (default: all, unless other settings are given).")] = None,
+    max_error: Annotated[str | None, typer.Option(
+        "--max-error", help="Maximum errors (stored units, context coder), e.g. 1,5,20.")] = None,
+    psnr: Annotated[str | None, typer.Option("--psnr", help="PSNR targets in dB, e.g. 40,45.")] = None,
+    lossless: Annotated[bool, typer.Option("--lossless", help="Also measure lossless.")] = False,
     slices_quality: Annotated[int, typer.Option(help="Quality level shown in slices.png.")] = DEFAULT_QUALITY,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Rate–distortion report of one scan: metrics.csv, rd.png and slices.png in the report folder."""
+    """Rate–distortion report of one scan: metrics.csv, rd.png and slices.png in the report folder.
+
+    Measures the quality levels (all by default) and, if given, maximum errors, PSNR targets
+    and lossless; each row reports the coder, the bound the file promises, the largest error
+    measured and the fraction of voxels at the bound. slices.png shows --slices-quality if
+    measured, else the last lossy setting."""
     from mriae.evaluation import evaluate_mriae, write_csv
     from mriae.evaluation.plots import rd_plot, slices_plot
     from mriae.io import read_image
 
     with reported_errors(input, debug, "evaluating"):
-        levels = parse_qualities(qualities, load_codec().qualities)
-        shown = slices_quality if slices_quality in levels else levels[-1]
+        levels, others = evaluation_settings(qualities, max_error, psnr, lossless)
+        settings = [Fidelity.of(quality=q) for q in levels] + others
+        lossy = [f for f in settings if not f.lossless] or settings
+        shown_fidelity = Fidelity.of(quality=slices_quality) if slices_quality in levels else lossy[-1]
+        shown = shown_fidelity.name
         names = ("metrics.csv", "rd.png", "slices.png")
         check_targets([output / name for name in names], force)
         image = read_image(input)
@@ -372,22 +508,25 @@ def evaluate(
         with staging_folder(output, force) as scratch:  # the report appears whole or not at all
 
             def draw_slices(point, reconstruction) -> None:
-                if point.setting == f"q{shown}":
+                if point.setting == shown:
                     restored = reconstruction.reshape(first.shape + (-1,), order="F")[..., 0]
                     slices_plot(first, restored, scratch / "slices.png", image.spacing,
-                                f"{name}, quality {shown}: {point.bits_per_voxel:.3f} bits/voxel, "
-                                f"PSNR {point.psnr:.2f} dB")
+                                f"{name}, {shown_fidelity}: {point.bits_per_voxel:.3f} bits/voxel, "
+                                f"PSNR {point.psnr:.2f} dB, max error {point.max_abs_error:g}")
 
-            points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, on_point=draw_slices)
+            points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, fidelities=others,
+                                    on_point=draw_slices)
             write_csv(points, scratch / "metrics.csv")
             rd_plot({f"{name} {tuple(image.array.shape)}": points}, scratch / "rd.png")
-        say(f"{'quality':>7} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
-            f"{'max err':>9} {'enc s':>6} {'dec s':>6}")
+        say(f"{'setting':>12} {'coder':>8} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
+            f"{'max err':>9} {'bound':>7} {'at bound':>8} {'enc s':>6} {'dec s':>6}")
         raw_bits = image.array.dtype.itemsize * 8
-        for p in points:
+        for fidelity, p in zip(settings, points):
             ratio = raw_bits / p.bits_per_voxel
-            say(f"{p.setting[1:]:>7} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} {p.ssim:>7.4f} "
-                f"{p.max_abs_error:>9.4g} {p.encode_s:>6.2f} {p.decode_s:>6.2f}")
+            at_bound = f"{p.at_bound:.1%}" if 0 < p.bound < math.inf else "-"
+            say(f"{fidelity!s:>12} {p.coder:>8} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} "
+                f"{p.ssim:>7.4f} {p.max_abs_error:>9.4g} {p.bound:>7.4g} {at_bound:>8} {p.encode_s:>6.2f} "
+                f"{p.decode_s:>6.2f}")
         say(f"report: {', '.join(str(output / name) for name in names)}")
 
 

@@ -48,6 +48,18 @@ class Fidelity:
                        None if psnr is None else float(psnr))
         return cls()
 
+    @property
+    def name(self) -> str:
+        """Short name, as reports, logs and file names use it: ``q5`` (quality 5), ``e2``
+        (maximum error 2), ``lossless``, ``40dB`` (PSNR ≥ 40 dB)."""
+        if self.lossless:
+            return "lossless"
+        if self.max_error is not None:
+            return f"e{self.max_error:g}"
+        if self.psnr is not None:
+            return f"{self.psnr:g}dB"
+        return f"q{self.quality}"
+
     def __str__(self) -> str:
         if self.lossless:
             return "lossless"

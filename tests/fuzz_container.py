@@ -51,6 +51,9 @@ def seeds() -> list[bytes]:
         mriae.compress(hot, quality=3)[0],
         mriae.compress((head > 300).astype(np.uint8) * 3)[0],
         mriae.compress(np.full((9, 8, 7), 42.0, np.float32))[0],
+        mriae.compress(head, max_error=2)[0],
+        mriae.compress(series, lossless=True)[0],
+        mriae.compress(series * np.float32(0.37), max_error=0.5)[0],
     ]
     return files + [path.read_bytes() for path in sorted(GOLDEN.glob("*.mriae"))]
 

@@ -244,7 +244,7 @@ def test_info_shows_the_mode_and_the_outliers_stored_exactly(monkeypatch, capsys
     golden = Path(__file__).parent / "golden"
     code, out, _ = main(monkeypatch, capsys, "info", "--json", str(golden / "v4_labels_uint8.mriae"))
     labels = json.loads(out)
-    assert (code, labels["mode"], labels["model"]["name"], labels["outliers"]) == (0, "exact (lossless)", None, 0)
+    assert (code, labels["mode"], labels["model"]["name"], labels["outliers"]) == (0, "exact", None, 0)
     code, out, _ = main(monkeypatch, capsys, "info", "--json", str(golden / "v4_marker_outliers_int16.mriae"))
     marker = json.loads(out)
     assert (code, marker["mode"], marker["quality"], marker["outliers"]) == (0, "learned", 4, 27)

@@ -24,23 +24,40 @@ import yaml
 from mriae.batch.inputs import Item, check_outputs, discover
 from mriae.batch.state import load_state
 from mriae.batch.task import Record, Settings, failure_reason, run_task
+from mriae.fidelity import Fidelity
 
 REPORT_STEM = "batch_report"
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """A batch job; also what a job YAML (``mriae batch --job job.yaml``) holds."""
+    """A batch job; also what a job YAML (``mriae batch --job job.yaml``) holds.
+
+    The fidelity of a compress job is at most one of ``quality`` (None: the default level 5),
+    ``max_error``, ``lossless`` and ``psnr`` (see :func:`mriae.compress`); a job asking for two,
+    or a bad value, is refused when it is made (ValueError), before any work.
+    """
 
     inputs: str
     output: str
     decompress: bool = False
-    quality: int = 5
+    quality: int | None = None
     scheduler: str | None = None
     workers: int | None = None
     threads_per_worker: int = 1
     memory_limit: str = "4GiB"
     force: bool = False
+    max_error: float | None = None
+    lossless: bool = False
+    psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        _ = self.fidelity  # refuses conflicting or bad options now
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """What every file is compressed to."""
+        return Fidelity.of(self.quality, self.max_error, self.lossless, self.psnr)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, force: bool = False) -> BatchJob:
@@ -56,7 +73,10 @@ class BatchJob:
                 raise ValueError(f"{path}: missing '{key}'")
             if not Path(raw[key]).is_absolute():
                 raw[key] = str(base / raw[key])
-        return cls(**{**raw, "force": bool(raw.get("force")) or force})
+        try:
+            return cls(**{**raw, "force": bool(raw.get("force")) or force})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
 
 
 @dataclass
@@ -150,7 +170,8 @@ def plan(job: BatchJob) -> tuple[list[Item], Settings]:
     output_root = Path(job.output).absolute()
     items = discover(job.inputs, job.decompress)
     check_outputs(items, output_root, job.decompress)
-    return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex)
+    return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex,
+                           max_error=job.max_error, lossless=job.lossless, psnr=job.psnr)
 
 
 def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None) -> Summary:
@@ -175,7 +196,7 @@ def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | Non
     finally:
         summary.add_unfinished(items, settings)
         summary.seconds = time.perf_counter() - started
-        write_reports(summary, settings.output_root)
+        write_reports(summary, settings.output_root, settings)
         if client is not None:
             close_client(client)
     return summary
@@ -213,8 +234,10 @@ def result_of(future, item: Item) -> Record:
         return Record(str(item.source), "", "failed", error=failure_reason(error, item.source))
 
 
-def write_reports(summary: Summary, output_root: Path) -> None:
-    """``batch_report.csv`` and ``batch_report.json`` (records + summary) in ``output_root``."""
+def write_reports(summary: Summary, output_root: Path, settings: Settings | None = None) -> None:
+    """``batch_report.csv`` and ``batch_report.json`` (records + summary, and the job's
+    settings: ``settings`` as the state log signs its entries, ``fidelity`` in words) in
+    ``output_root``."""
     rows = sorted((r.to_dict() for r in summary.records), key=lambda r: r["path"])
     columns = list(Record.__dataclass_fields__)
     with (output_root / f"{REPORT_STEM}.csv").open("w", newline="") as stream:
@@ -231,6 +254,9 @@ def write_reports(summary: Summary, output_root: Path) -> None:
             "seconds": round(summary.seconds, 3),
             "interrupted": summary.interrupted,
         },
+        **({"settings": {"signature": settings.signature,
+                         "fidelity": "decompress" if settings.decompress else str(settings.fidelity)}}
+           if settings is not None else {}),
         "files": rows,
     }
     (output_root / f"{REPORT_STEM}.json").write_text(json.dumps(report, indent=2))

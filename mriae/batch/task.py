@@ -16,24 +16,36 @@ from pathlib import Path
 from mriae import api
 from mriae.batch.inputs import Item, inside, output_path
 from mriae.batch.state import append_state, load_state
+from mriae.fidelity import Fidelity
 from mriae.header import read_header
 
 
 @dataclass(frozen=True)
 class Settings:
     """What every task of a job shares. ``output_root`` is absolute; ``force`` lets a task
-    replace an output this job did not make; ``run`` tells this run's state entries apart."""
+    replace an output this job did not make; ``run`` tells this run's state entries apart.
+    The fidelity is at most one of ``quality`` (None: the default level), ``max_error``,
+    ``lossless`` and ``psnr``, as in :func:`mriae.compress`."""
 
     output_root: Path
     decompress: bool = False
-    quality: int = 5
+    quality: int | None = None
     force: bool = False
     run: str = ""
+    max_error: float | None = None
+    lossless: bool = False
+    psnr: float | None = None
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """What every file is compressed to; ValueError if the options conflict."""
+        return Fidelity.of(self.quality, self.max_error, self.lossless, self.psnr)
 
     @property
     def signature(self) -> str:
-        """What a previous result must have been made with to be reused."""
-        return "decompress" if self.decompress else f"compress:q{self.quality}"
+        """What a previous result must have been made with to be reused (``compress:q5``,
+        ``compress:e2``, ``compress:lossless``, ``compress:40dB``), as the state log records it."""
+        return "decompress" if self.decompress else f"compress:{self.fidelity.name}"
 
 
 @dataclass
@@ -48,6 +60,10 @@ class Record:
     output_bytes: int = 0
     bits_per_voxel: float | None = None
     psnr: float | None = None
+    max_error: float | None = None
+    """Largest absolute voxel difference measured, in stored units (compressing)."""
+    coder: str = ""
+    """What coded the file: ``network``, ``context`` or ``exact`` (compressing)."""
     seconds: float = 0.0
     worker: str = ""
     source_sha256: str = ""
@@ -58,8 +74,8 @@ class Record:
 
     @classmethod
     def from_state(cls, entry: dict) -> Record:
-        """The record a state log entry holds."""
-        return cls(**{name: entry[name] for name in cls.__dataclass_fields__})
+        """The record a state log entry holds (fields an older entry lacks keep their defaults)."""
+        return cls(**{name: entry[name] for name in cls.__dataclass_fields__ if name in entry})
 
 
 def sha256_of(path: Path) -> str:
@@ -139,12 +155,16 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
         record.output_sha256 = previous["output_sha256"]
         record.output_bytes = target.stat().st_size
         record.bits_per_voxel, record.psnr = previous.get("bits_per_voxel"), previous.get("psnr")
+        record.max_error, record.coder = previous.get("max_error"), previous.get("coder", "")
         return
     replace = ours or settings.force  # otherwise the API refuses an existing output before any work
     if settings.decompress:
         api.decompress(data, target, force=replace)
     else:
-        _, stats = api.compress(item.source, target, quality=settings.quality, force=replace)
+        fidelity = settings.fidelity
+        _, stats = api.compress(item.source, target, quality=fidelity.quality, max_error=fidelity.max_error,
+                                lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace)
+        record.coder, record.max_error = stats.coder, stats.max_error
         record.bits_per_voxel = stats.bits_per_voxel
         record.psnr = stats.psnr if stats.psnr != float("inf") else None
     record.output_bytes = target.stat().st_size

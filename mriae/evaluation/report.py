@@ -1,18 +1,22 @@
-"""Rate–distortion points: measuring mriae at each quality level, and the CSV they go to."""
+"""Rate–distortion points: measuring mriae at each quality level or fidelity, and the CSV they go to."""
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from mriae import api
+from mriae.codec import Stats
 from mriae.evaluation.metrics import max_abs_error, psnr, ssim
+from mriae.fidelity import Fidelity
+from mriae.header import read_header
 from mriae.models.weights import load_codec
 
 
@@ -22,6 +26,10 @@ class RDPoint:
 
     ``bits_per_voxel`` is ``compressed_bytes`` × 8 / voxels: the whole .mriae file for
     mriae (header and checksum included), the bare codestream for classical codecs.
+    ``bound`` is the largest error the file promises (its header's maximum error; 0 for
+    lossless, inf when none: the network, classical codecs) and ``at_bound`` the fraction of
+    voxels whose error reaches it (0 without a positive bound); ``coder`` what coded an
+    mriae file (``network``, ``context``, ``exact``).
     """
 
     volume: str
@@ -36,6 +44,9 @@ class RDPoint:
     max_abs_error: float
     encode_s: float
     decode_s: float
+    coder: str = ""
+    bound: float = math.inf
+    at_bound: float = 0.0
 
 
 def measure(
@@ -62,6 +73,18 @@ def measure(
     )
 
 
+MRIAE_CODECS = {"quality": "mriae", "max_error": "mriae-max-error", "psnr": "mriae-psnr", "lossless": "mriae-lossless"}
+"""The ``codec`` of mriae's points by fidelity mode: each mode is its own curve (quality
+levels keep the name ``mriae``; lossless is a lossless codec, a single point)."""
+
+
+def mode_of(fidelity: Fidelity) -> str:
+    """``quality``, ``max_error``, ``psnr`` or ``lossless``."""
+    if fidelity.lossless:
+        return "lossless"
+    return "max_error" if fidelity.max_error is not None else "psnr" if fidelity.psnr is not None else "quality"
+
+
 def evaluate_mriae(
     array: np.ndarray,
     affine: np.ndarray,
@@ -69,25 +92,39 @@ def evaluate_mriae(
     volume: str = "scan",
     split: str = "validation",
     qualities: Iterable[int] | None = None,
+    fidelities: Iterable[Fidelity] = (),
     on_point: Callable[[RDPoint, np.ndarray], None] | None = None,
 ) -> list[RDPoint]:
-    """Compress and decompress ``array`` at each quality level (all by default).
+    """Compress and decompress ``array`` at each quality level, then at each of ``fidelities``
+    (maximum errors, PSNR targets, lossless). Without either, at every quality level; with
+    ``fidelities`` only, at those alone.
 
-    ``on_point`` gets each point with its reconstruction (e.g. to draw slices).
+    Points are named by :attr:`mriae.fidelity.Fidelity.name` (``q5``, ``e2``, ``40dB``,
+    ``lossless``), their codec by mode (:data:`MRIAE_CODECS`). ``on_point`` gets each point
+    with its reconstruction (e.g. to draw slices).
     """
+    fidelities = list(fidelities)
+    levels = list(qualities or ([] if fidelities else load_codec().qualities))
     points = []
-    for quality in qualities or load_codec().qualities:
+    for fidelity in [Fidelity.of(quality=q) for q in levels] + fidelities:
         restored: list[np.ndarray] = []
-        point = measure(volume, split, "mriae", f"q{quality}", array,
-                        partial(_mriae_encode, array, affine, quality), partial(_mriae_decode, restored))
+        coded: list[tuple[bytes, Stats]] = []
+        point = measure(volume, split, MRIAE_CODECS[mode_of(fidelity)], fidelity.name, array,
+                        partial(_mriae_encode, array, affine, fidelity, coded), partial(_mriae_decode, restored))
+        data, stats = coded[0]
+        bound = read_header(data).max_error
+        point = replace(point, coder=stats.coder, bound=math.inf if bound is None else bound,
+                        at_bound=stats.at_bound if bound else 0.0)
         points.append(point)
         if on_point:
             on_point(point, restored[0])
     return points
 
 
-def _mriae_encode(array: np.ndarray, affine: np.ndarray, quality: int) -> bytes:
-    return api.compress(array, affine=affine, quality=quality)[0]
+def _mriae_encode(array: np.ndarray, affine: np.ndarray, fidelity: Fidelity, coded: list) -> bytes:
+    coded.append(api.compress(array, affine=affine, quality=fidelity.quality, max_error=fidelity.max_error,
+                              lossless=fidelity.lossless, psnr=fidelity.psnr))
+    return coded[-1][0]
 
 
 def _mriae_decode(restored: list[np.ndarray], data: bytes) -> np.ndarray:
@@ -105,7 +142,7 @@ def write_csv(points: Sequence[RDPoint], path: Path) -> None:
 
 
 def read_csv(path: Path) -> list[RDPoint]:
-    """Read points written by :func:`write_csv`."""
+    """Read points written by :func:`write_csv` (columns an older file lacks keep their defaults)."""
     types = {f.name: f.type for f in fields(RDPoint)}
     cast = {"str": str, "int": int, "float": float}
     with open(path, newline="") as handle:

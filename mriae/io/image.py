@@ -14,6 +14,7 @@ import gzip
 import math
 import os
 import re
+import struct
 import sys
 import zlib
 from collections.abc import Iterator
@@ -286,6 +287,25 @@ def fresh_nifti_source(image: Image) -> dict:
         "shape": list(array.shape),
         "dtype": array.dtype.str,
     }
+
+
+def stored_scale(source: dict) -> float | None:
+    """``|scl_slope|`` of the original NIfTI header kept in ``source`` when it scales the
+    stored voxels (a finite slope other than 0 and 1), else None. mriae codes the stored
+    values, so an error bound in stored units is this many times larger in physical units."""
+    if source.get("kind") != "nifti":
+        return None
+    try:
+        raw = base64.b64decode(source["header"])
+        for order in ("<", ">"):
+            size = struct.unpack_from(order + "i", raw, 0)[0]
+            if size in (348, 540):
+                kind, offset = ("f", 112) if size == 348 else ("d", 176)
+                slope = abs(struct.unpack_from(order + kind, raw, offset)[0])
+                return slope if math.isfinite(slope) and slope not in (0.0, 1.0) else None
+    except (KeyError, ValueError, TypeError, struct.error):
+        pass
+    return None
 
 
 def _fresh_itk_source(image: Image) -> dict:

@@ -125,4 +125,4 @@ def _float_quantizer(volume: np.ndarray, error: float, low: float, high: float) 
             return candidate
         step *= 1 - 2.0**-10
     raise BoundError(f"a maximum error of {error:g} is below what {volume.dtype} voxels of range "
-                     f"{low:g}..{high:g} can be coded within; ask for a larger error or --lossless")
+                     f"{low:g}..{high:g} can be coded within; ask for a larger error or lossless")

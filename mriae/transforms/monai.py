@@ -27,7 +27,8 @@ from monai.data.utils import to_affine_nd
 from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, ensure_tuple_rep, get_equivalent_dtype
 
-from mriae.codec import DEFAULT_QUALITY, Stats, compress_image, decompress_image
+from mriae.codec import Stats, compress_image, decompress_image
+from mriae.fidelity import Fidelity
 from mriae.io.atomic import check_targets, write_bytes_atomic
 from mriae.io.image import Image, fresh_nifti_source, names_a_label_map, read_image
 from mriae.io.reader import (
@@ -156,17 +157,28 @@ class Compress(Transform):
     with :func:`mriae.io.read_image`, so its original header, dtype and format come back on
     decompression exactly as with ``mriae compress``).
 
+    The fidelity is one of ``quality``, ``max_error``, ``lossless`` and ``psnr`` (at most one
+    set, else ``ValueError`` here, when the transform is made; none: quality 5), as in
+    :func:`mriae.compress`.
+
     Args:
-        quality: 1 (smallest) … 8 (best).
+        quality: network level, 1 (smallest) … 8 (best).
         spacing: voxel size (mm) to code on (undone on decode), ``None`` for the image's own.
         weights: installed weights to code with.
         channel_dim: channel axis of array inputs (MONAI's convention: 0), ``None`` when the
             array is spatial-first (X, Y, Z[, N]) already.
+        max_error: every voxel within this absolute error, in stored units (for a NIfTI
+            path with ``scl_slope``, the raw stored values; a MetaTensor as loaded by
+            ``LoadImage`` is already scaled), through the 3D context coder.
+        lossless: bit-exact voxels through the context coder.
+        psnr: the smallest file reaching at least this many dB (context coder or network).
     """
 
-    def __init__(self, quality: int = DEFAULT_QUALITY, spacing: Sequence[float] | None = None,
-                 weights: str = DEFAULT_WEIGHTS, channel_dim: int | None = 0) -> None:
-        self.quality = quality
+    def __init__(self, quality: int | None = None, spacing: Sequence[float] | None = None,
+                 weights: str = DEFAULT_WEIGHTS, channel_dim: int | None = 0, max_error: float | None = None,
+                 lossless: bool = False, psnr: float | None = None) -> None:
+        self.fidelity = Fidelity.of(quality, max_error, lossless, psnr)
+        self.quality = self.fidelity.quality
         self.spacing = None if spacing is None else tuple(float(s) for s in ensure_tuple_rep(spacing, 3))
         self.weights = weights
         self.channel_dim = channel_dim
@@ -191,7 +203,7 @@ class Compress(Transform):
         image, file_size = self.image_of(img)
         name = img.meta.get("filename_or_obj") if isinstance(img, MetaTensor) else img
         label_map = isinstance(name, (str, os.PathLike)) and names_a_label_map(name)
-        return compress_image(image, self.quality, self.spacing, self.weights, original_bytes=file_size,
+        return compress_image(image, self.fidelity, self.spacing, self.weights, original_bytes=file_size,
                               label_map=label_map)
 
     def __call__(self, img) -> bytes:
@@ -203,17 +215,21 @@ class Compressd(MapTransform):
 
     Args:
         keys: keys of the images to compress.
+        quality, max_error, lossless, psnr: the fidelity, at most one set (see :class:`Compress`).
         output_keys: where to put the bytes (default: replace ``keys``), one per key.
-        stats_key_postfix: the compression statistics (bits/voxel, PSNR, bytes) go to
+        stats_key_postfix: the compression statistics (bits/voxel, PSNR, bytes, coder,
+            measured maximum error, fraction of voxels at the bound) go to
             ``d[f"{output_key}_{stats_key_postfix}"]``; ``None`` to leave them out.
     """
 
-    def __init__(self, keys: KeysCollection, quality: int = DEFAULT_QUALITY, spacing: Sequence[float] | None = None,
+    def __init__(self, keys: KeysCollection, quality: int | None = None, spacing: Sequence[float] | None = None,
                  weights: str = DEFAULT_WEIGHTS, channel_dim: int | None = 0,
                  output_keys: KeysCollection | None = None, stats_key_postfix: str | None = "stats",
-                 allow_missing_keys: bool = False) -> None:
+                 allow_missing_keys: bool = False, max_error: float | None = None, lossless: bool = False,
+                 psnr: float | None = None) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.compressor = Compress(quality, spacing, weights, channel_dim)
+        self.compressor = Compress(quality, spacing, weights, channel_dim, max_error=max_error, lossless=lossless,
+                                   psnr=psnr)
         self.output_keys = ensure_tuple_rep(output_keys, len(self.keys)) if output_keys else self.keys
         self.stats_key_postfix = stats_key_postfix
 
@@ -227,6 +243,8 @@ class Compressd(MapTransform):
                     "original_bytes": stats.original_bytes, "compressed_bytes": stats.compressed_bytes,
                     "voxels": stats.voxels, "bits_per_voxel": stats.bits_per_voxel, "ratio": stats.ratio,
                     "psnr": float(stats.psnr), "quality": self.compressor.quality,
+                    "fidelity": str(self.compressor.fidelity), "coder": stats.coder,
+                    "max_error": stats.max_error, "at_bound": stats.at_bound,
                 }
         return d
 

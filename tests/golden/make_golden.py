@@ -25,8 +25,8 @@ HERE = Path(__file__).parent
 SAMPLE = HERE.parent.parent / "sample_data" / "mni152_t1_2mm.nii.gz"
 
 
-def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """(array, affine, quality) of each golden case, from a fixed seed."""
+def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
+    """(array, affine, fidelity keywords of mriae.compress) of each golden case, from a fixed seed."""
     rng = np.random.default_rng(20261130)
     x, y, z = np.meshgrid(np.linspace(-1, 1, 23), np.linspace(-1, 1, 19), np.linspace(-1, 1, 11), indexing="ij")
     head = 900 * np.exp(-(x**2 + y**2 + z**2) * 2) + 80 * np.sin(6 * x) * (x**2 + y**2 < 0.6)
@@ -38,12 +38,19 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     marker = np.tile(t1, (2, 2, 2))
     marker[10:13, 10:13, 4:7] = 30000  # a marker, stored exactly beside the code (version 4 on)
     labels = np.digitize(t1, [200, 500, 800]).astype(np.uint8)  # a label map, coded exactly (version 4 on)
+    small_series = series[::2, ::2].astype(np.float32)
     return {
-        "t1_int16": (t1, oblique, 5),
-        "series_float32": (series[::2, ::2].astype(np.float32), np.diag([2.0, 2.0, 3.0, 1.0]), 2),
-        "hot_voxel_int16": (hot, oblique, 3),
-        "labels_uint8": (labels, oblique, 5),
-        "marker_outliers_int16": (marker, oblique, 4),
+        "t1_int16": (t1, oblique, {"quality": 5}),
+        "series_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"quality": 2}),
+        "hot_voxel_int16": (hot, oblique, {"quality": 3}),
+        "labels_uint8": (labels, oblique, {"quality": 5}),
+        "marker_outliers_int16": (marker, oblique, {"quality": 4}),
+        # version 5 on: the context coder
+        "bounded_int16": (marker, oblique, {"max_error": 3}),
+        "lossless_int16": (t1, oblique, {"lossless": True}),
+        "lossless_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"lossless": True}),
+        "bounded_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"max_error": 0.75}),
+        "psnr_int16": (t1, oblique, {"psnr": 45.0}),
     }
 
 
@@ -55,14 +62,15 @@ def decoded_checksum(data: bytes) -> str:
 def main() -> int:
     index = HERE / f"v{FORMAT_VERSION}.json"
     record = json.loads(index.read_text()) if index.exists() else {}
-    cases = {name: (array, affine, quality) for name, (array, affine, quality) in volumes().items()}
-    cases["mni152_2mm_nifti"] = (SAMPLE, None, 1)  # a real NIfTI header travels too
-    for name, (source, affine, quality) in cases.items():
+    cases: dict = volumes()
+    cases["mni152_2mm_nifti"] = (SAMPLE, None, {"quality": 1})  # a real NIfTI header travels too
+    cases["mni152_2mm_lossless_nifti"] = (SAMPLE, None, {"lossless": True})
+    for name, (source, affine, fidelity) in cases.items():
         path = HERE / f"v{FORMAT_VERSION}_{name}.mriae"
         if path.exists():
             print(f"{path} exists: kept (golden files are never regenerated)", file=sys.stderr)
             continue
-        data = mriae.compress(source, affine=affine, quality=quality)[0]
+        data = mriae.compress(source, affine=affine, **fidelity)[0]
         path.write_bytes(data)
         image = mriae.decompress(data)
         record[path.name] = {"file_sha256": hashlib.sha256(data).hexdigest(), "voxels_sha256": decoded_checksum(data),
