@@ -12,7 +12,8 @@ A pass knows the voxels of the coarser grid and of the earlier passes of its lev
 neighbours are the offsets in {-1, 0, 1}³ (on its level's grid) whose class is known, grouped
 by their pattern of nonzero axes (faces along x, y or z; edges in a plane; corners): the
 predictor weighs the sums of those groups. Volumes are padded by reflection, which keeps a
-position's parity, so a neighbour beyond the border is always a known voxel.
+position's parity, so a neighbour beyond the border is always a known voxel. A level is
+worked on as its parity phases (:class:`Phases`), where a pass's neighbours are contiguous.
 """
 
 from __future__ import annotations
@@ -85,22 +86,88 @@ def passes(shape: tuple[int, int, int]) -> list[Pass]:
     return result
 
 
-def padded(fine: np.ndarray) -> np.ndarray:
-    """``fine`` padded by one voxel on every axis of length ≥ 2, by reflection (parity kept)."""
-    return np.pad(fine, [(1, 1) if n >= 2 else (0, 0) for n in fine.shape], mode="reflect")
+class Phases:
+    """A level's grid held as its eight parity phases, so that a pass is computed on flat,
+    contiguous arrays.
+
+    A phase (the grid's voxels of one parity) is stored padded by one voxel by repeating its
+    edge voxels, on every axis of length ≥ 2 — which on a phase is exactly the grid's
+    reflection (parity kept). All phases share one padded shape and are flattened, so a voxel
+    of a pass sits at the same flat index in every phase's buffer, and its neighbour at an
+    offset lies a fixed flat shift away in one phase: :meth:`neighbour` is a contiguous slice.
+    Flat arrays computed from them cover a pass's **span** — its voxels and, between them,
+    padding whose entries are meaningless (finite, within the values' range); :meth:`inner`
+    picks out the pass's voxels, in pass order.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+        self.shape = tuple(shape)
+        self.pad = tuple(int(n >= 2) for n in shape)
+        self.counts = tuple((len(range(0, n, 2)), len(range(1, n, 2))) for n in shape)
+        self.padded = tuple(c[0] + 2 * p for c, p in zip(self.counts, self.pad))
+        self.strides = (self.padded[1] * self.padded[2], self.padded[2], 1)
+        self.base = sum(p * s for p, s in zip(self.pad, self.strides))
+        # room for every span (which starts at ``base``) shifted by up to ``base`` either way
+        self.buffer = np.zeros((8, 2 * self.base + self.counts[0][0] * self.strides[0]), dtype=dtype)
+
+    @classmethod
+    def of(cls, fine: np.ndarray) -> Phases:
+        """The phases of the whole grid ``fine``."""
+        phases = cls(fine.shape, fine.dtype)
+        for parity in itertools.product((0, 1), repeat=3):
+            if all(phases.extent(parity)):
+                phases.set(parity, fine[targets(parity)])
+        return phases
+
+    def extent(self, parity: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The shape of the phase ``parity`` (unpadded)."""
+        return tuple(c[p] for c, p in zip(self.counts, parity))  # type: ignore[return-value]
+
+    def span(self, parity: tuple[int, int, int]) -> int:
+        """The length of the flat arrays of a pass of ``parity``."""
+        return self.extent(parity)[0] * self.strides[0]
+
+    def _padded(self, parity: tuple[int, int, int]) -> np.ndarray:
+        size = self.padded[0] * self.strides[0]
+        return self.buffer[4 * parity[0] + 2 * parity[1] + parity[2], :size].reshape(self.padded)
+
+    def set(self, parity: tuple[int, int, int], values: np.ndarray) -> None:
+        """Store the voxels of phase ``parity`` (in the phase's shape) and its padding."""
+        phase = self._padded(parity)
+        extent = self.extent(parity)
+        phase[tuple(slice(p, p + n) for p, n in zip(self.pad, extent))] = values
+        for axis, (p, n) in enumerate(zip(self.pad, extent)):
+            if p:
+                index = [slice(None)] * 3
+                for target, source in ((0, 1), (n + 1, n)):
+                    index[axis] = target
+                    destination = tuple(index)
+                    index[axis] = source
+                    phase[destination] = phase[tuple(index)]
+
+    def neighbour(self, parity: tuple[int, int, int], offset: tuple[int, int, int]) -> np.ndarray:
+        """The flat span of the neighbours at ``offset`` of the voxels of ``parity`` (a view)."""
+        source = tuple((p + d) % 2 for p, d in zip(parity, offset))
+        start = self.base + sum((p + d - q) // 2 * s for p, d, q, s in zip(parity, offset, source, self.strides))
+        return self.buffer[4 * source[0] + 2 * source[1] + source[2], start : start + self.span(parity)]
+
+    def inner(self, parity: tuple[int, int, int], flat: np.ndarray) -> np.ndarray:
+        """The entries of the flat span ``flat`` that belong to the voxels of ``parity``, in the
+        phase's shape (a view)."""
+        extent = self.extent(parity)
+        return flat.reshape(extent[0], *self.padded[1:])[:, : extent[1], : extent[2]]
+
+    def grid(self, dtype: np.dtype | type | None = None) -> np.ndarray:
+        """The grid assembled from its phases (in ``dtype``, by default theirs)."""
+        fine = np.empty(self.shape, dtype=dtype or self.buffer.dtype)
+        for parity in itertools.product((0, 1), repeat=3):
+            extent = self.extent(parity)
+            if all(extent):
+                phase = self._padded(parity)
+                fine[targets(parity)] = phase[tuple(slice(p, p + n) for p, n in zip(self.pad, extent))]
+        return fine
 
 
-def targets(fine: np.ndarray, parity: tuple[int, int, int]) -> tuple[slice, slice, slice]:
-    """The slices of ``fine`` holding the voxels of ``parity``."""
+def targets(parity: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    """The slices of a grid holding the voxels of ``parity``."""
     return tuple(slice(p, None, 2) for p in parity)  # type: ignore[return-value]
-
-
-def neighbour(pad: np.ndarray, fine_shape: tuple[int, ...], parity: tuple[int, int, int],
-              offset: tuple[int, int, int]) -> np.ndarray:
-    """The neighbours at ``offset`` of the voxels of ``parity``, from the padded grid ``pad``."""
-    index = []
-    for p, d, n, m in zip(parity, offset, fine_shape, pad.shape):
-        count = len(range(p, n, 2))
-        start = p + d + (1 if m > n else 0)
-        index.append(slice(start, start + 2 * count - 1, 2) if count else slice(0, 0))
-    return pad[tuple(index)]

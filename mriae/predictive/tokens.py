@@ -4,7 +4,8 @@ A residual r maps to u = 2r (r ≥ 0) or −2r − 1 (r < 0). Values u < DIRECT 
 own; larger ones become a token naming their bit length and the two bits below the leading
 one, followed by the remaining low bits stored raw. So the entropy coder's tables stay small
 (≤ 16 + 4·(63 − 4) entries) whatever the data's range, at a cost of ~1 % against coding u
-itself. All arithmetic is integer (bit lengths come from ``frexp``, exact below 2**53).
+itself. All arithmetic is integer (tokens come from a table for u < 2**16, else their bit
+lengths from ``frexp``, exact below 2**53).
 """
 
 from __future__ import annotations
@@ -22,26 +23,54 @@ class TokenError(ValueError):
     """Raw bits that do not match their tokens (a damaged stream)."""
 
 
-def tokens_of(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens int32, raw bit counts int64, raw values int64) of int64 ``residuals``."""
-    u = np.where(residuals >= 0, 2 * residuals, -2 * residuals - 1)
+_LOOKUP = 1 << 16
+"""Tokens of values u below this come from a table."""
+
+
+def _tokens_of_values(u: np.ndarray) -> np.ndarray:
+    """The token (uint8) of each value u ≥ 0 (int64)."""
     large = u >= DIRECT
     length = np.frexp(np.where(large, u, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 u)
-    raw_bits = np.where(large, length - _MANTISSA, 0)
-    tokens = np.where(large, DIRECT + (length - _DIRECT_BITS) * (1 << _MANTISSA)
-                      + ((u >> np.maximum(raw_bits, 0)) & ((1 << _MANTISSA) - 1)), u)
-    raw = np.where(large, u & ((np.int64(1) << raw_bits) - 1), 0)
-    return tokens.astype(np.int32), raw_bits, raw
+    raw_bits = np.maximum(length - _MANTISSA, 0)
+    return np.where(large, DIRECT + (length - _DIRECT_BITS) * (1 << _MANTISSA)
+                    + ((u >> raw_bits) & ((1 << _MANTISSA) - 1)), u).astype(np.uint8)
+
+
+_TOKENS = _tokens_of_values(np.arange(_LOOKUP, dtype=np.int64))
+_TOKEN_CODES = np.arange(MAX_TOKEN, dtype=np.int64)
+_RAW_BITS = np.where(_TOKEN_CODES >= DIRECT,
+                     (_TOKEN_CODES - DIRECT) // (1 << _MANTISSA) + _DIRECT_BITS - _MANTISSA, 0).astype(np.uint8)
+"""Raw bits that follow each token."""
+_DIRECT_RESIDUALS = np.where(np.arange(DIRECT) & 1, -(np.arange(DIRECT) + 1) // 2, np.arange(DIRECT) // 2)
+"""The residual of each token below DIRECT."""
+
+
+def tokens_of(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens uint8, raw bit counts uint8, raw values) of signed integer ``residuals``, whose
+    type must hold 2·|r| + 1; the raw values are in that type."""
+    residuals = np.asarray(residuals)
+    u = (residuals << 1) ^ (residuals >> (8 * residuals.itemsize - 1))  # 2r, or −2r − 1 below 0
+    tokens = np.take(_TOKENS, u, mode="clip")
+    beyond = np.flatnonzero(u >= _LOOKUP)
+    if beyond.size:
+        tokens[beyond] = _tokens_of_values(u[beyond].astype(np.int64))
+    raw_bits = np.take(_RAW_BITS, tokens)
+    return tokens, raw_bits, u & (np.left_shift(u.dtype.type(1), raw_bits) - u.dtype.type(1))
 
 
 def raw_bit_counts(tokens: np.ndarray) -> np.ndarray:
     """Raw bits that follow each token (int64)."""
-    tokens = tokens.astype(np.int64)
-    return np.where(tokens >= DIRECT, (tokens - DIRECT) // (1 << _MANTISSA) + _DIRECT_BITS - _MANTISSA, 0)
+    return np.take(_RAW_BITS, tokens).astype(np.int64)
+
+
+def small_residuals(tokens: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The residuals, in ``dtype``, of tokens below DIRECT (larger tokens get a placeholder:
+    their residuals need their raw bits, :func:`residuals_of`)."""
+    return np.take(_DIRECT_RESIDUALS.astype(dtype), tokens, mode="clip")
 
 
 def residuals_of(tokens: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`tokens_of` given the tokens and their raw values."""
+    """Inverse of :func:`tokens_of` given the tokens and their raw values (int64)."""
     tokens = tokens.astype(np.int64)
     bits = raw_bit_counts(tokens)
     lead = (1 << _MANTISSA) | ((tokens - DIRECT) & ((1 << _MANTISSA) - 1))
@@ -58,7 +87,7 @@ class BitWriter:
     def write(self, counts: np.ndarray, values: np.ndarray) -> None:
         """Append ``values[i]`` in ``counts[i]`` bits, for every i."""
         keep = counts > 0
-        counts, values = counts[keep], values[keep]
+        counts, values = counts[keep].astype(np.int64), values[keep].astype(np.int64)
         if not counts.size:
             return
         owner = np.repeat(np.arange(counts.size), counts)
