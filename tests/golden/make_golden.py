@@ -64,7 +64,7 @@ def main() -> int:
     record = json.loads(index.read_text()) if index.exists() else {}
     cases: dict = volumes()
     cases["mni152_2mm_nifti"] = (SAMPLE, None, {"quality": 1})  # a real NIfTI header travels too
-    cases["mni152_2mm_lossless_nifti"] = (SAMPLE, None, {"lossless": True})
+    cases["mni152_2mm_bounded_nifti"] = (SAMPLE, None, {"max_error": 6})
     for name, (source, affine, fidelity) in cases.items():
         path = HERE / f"v{FORMAT_VERSION}_{name}.mriae"
         if path.exists():
