@@ -86,6 +86,12 @@ def passes(shape: tuple[int, int, int]) -> list[Pass]:
     return result
 
 
+def level_passes(shape: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], list[Pass]]]:
+    """The refinement levels of a volume of ``shape`` in coding order: each grid's shape and passes."""
+    return [(tuple(-(-n // (1 << level)) for n in shape), list(steps))  # type: ignore[misc]
+            for level, steps in itertools.groupby(passes(shape), key=lambda step: step.level)]
+
+
 class Phases:
     """A level's grid held as its eight parity phases, so that a pass is computed on flat,
     contiguous arrays.
@@ -166,6 +172,15 @@ class Phases:
                 phase = self._padded(parity)
                 fine[targets(parity)] = phase[tuple(slice(p, p + n) for p, n in zip(self.pad, extent))]
         return fine
+
+
+def next_level(fine_shape: tuple[int, int, int], coarse: np.ndarray | None, dtype: np.dtype | type) -> Phases | None:
+    """The phases of a level whose even phase is the coarser grid ``coarse`` (None: none)."""
+    if coarse is None:
+        return None
+    phases = Phases(fine_shape, dtype)
+    phases.set((0, 0, 0), coarse)
+    return phases
 
 
 def targets(parity: tuple[int, int, int]) -> tuple[slice, slice, slice]:
