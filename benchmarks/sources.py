@@ -1,0 +1,57 @@
+"""The benchmark volumes: public MRI volumes shipped with installed packages.
+
+Kept free of torch (numpy and nibabel only) so that the per-codec child processes of
+``fidelity.py`` measure a classical codec's memory without the network's libraries loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Source:
+    """One volume of a NIfTI (or PAR/REC) file: its voxels as stored (native byte order;
+    one volume of a 4D series if ``index`` is given; trailing unit axes dropped) and affine.
+    ``unscaled``: the stored integers, without the file's intensity scaling (PAR/REC)."""
+
+    path: str
+    index: int | None = None
+    unscaled: bool = False
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        image = nib.load(self.path)
+        array = np.asarray(image.dataobj.get_unscaled() if self.unscaled else image.dataobj)
+        if self.index is not None:
+            array = array[..., self.index]
+        array = array.reshape(array.shape[:3]) if array.ndim > 3 and math.prod(array.shape[3:]) == 1 else array
+        return array.astype(array.dtype.newbyteorder("=")), image.affine
+
+
+def nifti(path: Path, index: int | None = None, unscaled: bool = False) -> Source:
+    """Loader of a NIfTI (or PAR/REC) file's voxels and affine (see :class:`Source`)."""
+    return Source(str(path), index, unscaled)
+
+
+def volumes() -> dict[str, tuple[str, Source]]:
+    """name → (split, loader) of the benchmark volumes, from installed packages. The MNI152
+    template was used in training ("train"); the others are validation volumes."""
+    import dipy
+    import nilearn.datasets
+
+    template = Path(nilearn.datasets.__file__).parent / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    nibabel_data = Path(nib.__file__).parent / "tests" / "data"
+    dipy_data = Path(dipy.__file__).parent / "data" / "files"
+    return {
+        "mni152_t1_1mm": ("train", nifti(template)),
+        "example4d_vol0": ("validation", nifti(nibabel_data / "example4d.nii.gz", 0)),
+        "phantom_epi_vol0": ("validation", nifti(nibabel_data / "phantom_EPI_asc_CLEAR_2_1.PAR", 0, unscaled=True)),
+        "anatomical": ("validation", nifti(nibabel_data / "anatomical.nii")),
+        "aniso_vox": ("validation", nifti(dipy_data / "aniso_vox.nii.gz")),
+        "S0_10slices": ("validation", nifti(dipy_data / "S0_10slices.nii.gz")),
+    }
