@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -263,10 +264,10 @@ def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: 
         chunks += volume_chunks
         if progress:
             progress(index + 1, volumes.shape[3])
-    quality_db = psnr(volumes, reconstruction)
+    errors = _Errors.of(volumes, reconstruction)
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), codec.name,
-                    codec.sha256[:MODEL_ID_DIGITS], quality, _rounded(quality_db), grid_record(grid))
-    return _packed(header, chunks, volumes, reconstruction, quality_db, original_bytes, "network")
+                    codec.sha256[:MODEL_ID_DIGITS], quality, _rounded(errors.psnr), grid_record(grid))
+    return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "network")
 
 
 def _rounded(quality_db: float) -> float | None:
@@ -283,7 +284,7 @@ def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | N
         if progress:
             progress(index + 1, volumes.shape[3])
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None, None, None)
-    return _packed(header, chunks, volumes, volumes, float("inf"), original_bytes, "exact")
+    return _packed(header, chunks, volumes.nbytes, _Errors.NONE, original_bytes, "exact")
 
 
 def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[[np.ndarray], Quantizer],
@@ -314,14 +315,13 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
             reconstruction[..., index] = decoded
         if progress:
             progress(index + 1, volumes.shape[3])
-    worst = _max_error(volumes, reconstruction)
     promised = max((r.context.error for r in records if r.context is not None), default=0.0)
-    if worst > promised or (promised == 0 and not _identical(volumes, reconstruction)):
-        raise UncodableError(f"cannot be coded within {promised:g}: a voxel would be off by {worst:g}")  # never expected
-    quality_db = psnr(volumes, reconstruction)
+    errors = _Errors.of(volumes, reconstruction, error)
+    if errors.worst > promised or (promised == 0 and errors.psnr != float("inf")):
+        raise UncodableError(f"cannot be coded within {promised:g}: a voxel would be off by {errors.worst:g}")  # never expected
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
-                    _rounded(quality_db), None)
-    return _packed(header, chunks, volumes, reconstruction, quality_db, original_bytes, "context", error)
+                    _rounded(errors.psnr), None)
+    return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "context")
 
 
 def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
@@ -386,16 +386,31 @@ def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
     return step
 
 
-def _max_error(volumes: np.ndarray, reconstruction: np.ndarray) -> float:
-    """Largest absolute difference, computed in float64 (integers beyond 2**53 aside)."""
-    if volumes.dtype.kind in "iub":
-        return float(np.max(np.abs(volumes.astype(np.int64) - reconstruction.astype(np.int64))))
-    return float(np.max(np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))))
+@dataclass(frozen=True)
+class _Errors:
+    """How a reconstruction differs from the original, measured once: PSNR, the largest
+    absolute error, and the share of voxels at a promised bound."""
+
+    psnr: float
+    worst: float = 0.0
+    at_bound: float = 0.0
+
+    NONE: ClassVar[_Errors]
+
+    @classmethod
+    def of(cls, volumes: np.ndarray, reconstruction: np.ndarray, bound: float | None = None) -> _Errors:
+        """The errors of ``reconstruction`` against ``volumes`` (bit for bit equal: none)."""
+        if volumes.tobytes() == np.asarray(reconstruction, dtype=volumes.dtype).tobytes():
+            return cls.NONE
+        if volumes.dtype.kind in "iub":
+            difference = np.abs(volumes.astype(np.int64) - reconstruction.astype(np.int64))
+        else:
+            difference = np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))
+        at_bound = float(np.mean(difference >= bound)) if bound else 0.0
+        return cls(psnr(volumes, reconstruction), float(difference.max()), at_bound)
 
 
-def _identical(volumes: np.ndarray, reconstruction: np.ndarray) -> bool:
-    """Bit for bit the same voxels (so −0.0 and 0.0 differ)."""
-    return volumes.tobytes() == np.asarray(reconstruction, dtype=volumes.dtype).tobytes()
+_Errors.NONE = _Errors(float("inf"))
 
 
 def _image_info(image: Image) -> ImageInfo:
@@ -403,25 +418,21 @@ def _image_info(image: Image) -> ImageInfo:
     return ImageInfo(image.suffix, array.dtype, tuple(int(n) for n in array.shape), image.affine, image.source)
 
 
-def _packed(header: Header, chunks: list[bytes], volumes: np.ndarray, reconstruction: np.ndarray, quality_db: float,
-            original_bytes: int | None, coder_name: str, bound: float | None = None) -> tuple[bytes, Stats]:
+def _packed(header: Header, chunks: list[bytes], nbytes: int, errors: _Errors, original_bytes: int | None,
+            coder_name: str) -> tuple[bytes, Stats]:
     """The container of ``header`` and ``chunks``, once the header has passed the decoder's
-    own parser (so that no file is written that its reader would refuse), with the Stats of
-    ``reconstruction`` (what the decoder will produce) against ``volumes``."""
+    own parser (so that no file is written that its reader would refuse), with its Stats
+    (``errors`` measured on what the decoder will produce; ``nbytes`` of raw voxels)."""
     record = header_record(header)
     try:
         parse_header(record, container.FORMAT_VERSION)
     except (HeaderError, LimitError) as error:
         raise UncodableError(f"cannot be stored as it is: {error}") from error
     data = container.pack(record, chunks)
-    raw_size = original_bytes if original_bytes is not None else volumes.nbytes
+    raw_size = original_bytes if original_bytes is not None else nbytes
     outliers = sum(volume.outliers for volume in header.volumes)
-    worst = 0.0 if reconstruction is volumes else _max_error(volumes, reconstruction)
-    at_bound = 0.0
-    if bound:
-        difference = np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))
-        at_bound = float(np.mean(difference >= bound))
-    return data, Stats(raw_size, len(data), int(volumes.size), quality_db, outliers, worst, at_bound, coder_name)
+    return data, Stats(raw_size, len(data), math.prod(header.image.shape), errors.psnr, outliers, errors.worst,
+                       errors.at_bound, coder_name)
 
 
 def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan,
