@@ -424,27 +424,14 @@ def pareto(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def bd_rate_window(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]],
-                   window: tuple[float, float] = BD_WINDOW, fit: tuple[float, float] = FIT_LIMITS
+def bd_rate_window(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]]
                    ) -> tuple[float, float, float]:
-    """(BD-rate %, low, high): Bjøntegaard as in mriae.evaluation.bdrate (log-rate cubic in
-    PSNR through the points within ``fit``), the mean difference taken over ``window`` ∩
-    the PSNRs both curves reach. NaN with fewer than 4 points or no common interval."""
-    curves = []
-    for points in (anchor, test):
-        kept = sorted((q, math.log(r)) for r, q in points if r > 0 and math.isfinite(q) and fit[0] <= q <= fit[1])
-        curves.append(kept)
-    if min(len(c) for c in curves) < 4:
-        return math.nan, math.nan, math.nan
-    low = max(window[0], curves[0][0][0], curves[1][0][0])
-    high = min(window[1], curves[0][-1][0], curves[1][-1][0])
-    if not high > low:
-        return math.nan, low, high
-    means = []
-    for kept in curves:
-        integral = np.polyint(np.polyfit([q for q, _ in kept], [r for _, r in kept], 3))
-        means.append((np.polyval(integral, high) - np.polyval(integral, low)) / (high - low))
-    return float((math.exp(means[1] - means[0]) - 1) * 100), low, high
+    """(BD-rate %, low, high) of (rate, PSNR) curves: fitted on the points within FIT_LIMITS,
+    compared over BD_WINDOW ∩ the PSNRs both reach (mriae.evaluation.bdrate)."""
+    from mriae.evaluation.bdrate import bd_rate_over
+
+    return bd_rate_over([r for r, _ in anchor], [q for _, q in anchor], [r for r, _ in test], [q for _, q in test],
+                        FIT_LIMITS, BD_WINDOW)
 
 
 def mriae_curve(volume: str, rd_points: Sequence, rows: Sequence[Row]) -> list[tuple[float, float]]:
