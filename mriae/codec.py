@@ -37,7 +37,7 @@ from mriae.io import Image
 from mriae.limits import LimitError, Limits
 from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
-from mriae.predictive import coder
+from mriae.predictive import coder, symmetry
 from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 from mriae.transforms.intensity import IntensityRange, outlier_mask
@@ -307,11 +307,12 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
             reconstruction[..., index] = volume
         else:
             integers = quantizing.integers(volume)
-            chunks.append(coder.encode(integers))
+            mirror = symmetry.mirror_axis(integers)
+            chunks.append(coder.encode(integers if mirror is None else symmetry.first_half(integers, mirror)))
             decoded = quantizing.values(integers, volume.dtype)
             records.append(VolumeInfo(False, quantizing.low, quantizing.high, checksum=exact.checksum(decoded),
                                       context=ContextCode(quantizing.error, quantizing.step, quantizing.origin,
-                                                          quantizing.float_bits, quantizing.rounded)))
+                                                          quantizing.float_bits, quantizing.rounded, mirror)))
             reconstruction[..., index] = decoded
         if progress:
             progress(index + 1, volumes.shape[3])
@@ -511,7 +512,13 @@ def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, v
         code = volume.context
         quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits,
                                code.rounded)
-        voxels = quantizing.values(coder.decode(chunks[0], image.volume_shape), image.dtype)
+        shape = image.volume_shape
+        if code.mirror is None:
+            integers = coder.decode(chunks[0], shape)
+        else:
+            integers = symmetry.unfold(coder.decode(chunks[0], symmetry.half_shape(shape, code.mirror)), code.mirror,
+                                       shape[code.mirror])
+        voxels = quantizing.values(integers, image.dtype)
         if exact.checksum(voxels) != volume.checksum:
             raise exact.ExactError("the decoded voxels do not match their checksum")
         return voxels

@@ -132,13 +132,15 @@ class ContextCode:
     """How a volume coded by the 3D context coder (mriae.predictive) maps to its integers:
     every decoded voxel is within ``error`` of the original (0: lossless); ``step`` and
     ``origin`` are the quantizer's, ``float_bits`` the lossless float32 bit mapping,
-    ``rounded`` that decoded values are rounded to whole numbers (a real step on whole numbers)."""
+    ``rounded`` that decoded values are rounded to whole numbers (a real step on whole numbers),
+    ``mirror`` the axis along which the volume is its own mirror image (only its first half is coded)."""
 
     error: float
     step: float
     origin: float
     float_bits: bool = False
     rounded: bool = False
+    mirror: int | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         image = _image_info(_field(raw, "image", dict))
         limits.check_image(image.shape, "header")
         limits.check_volume(image.volume_shape, "header: a volume")
-        volumes = tuple(_volume_info(v, version) for v in _field(raw, "volumes", list))
+        volumes = tuple(_volume_info(v, version, image.volume_shape) for v in _field(raw, "volumes", list))
         if len(volumes) != image.volume_count:
             raise HeaderError(f"lists {len(volumes)} volumes for shape {list(image.shape)}")
         _check_ranges(volumes, image.dtype)
@@ -288,6 +290,8 @@ def _volume_record(volume: VolumeInfo) -> dict:
             bound["float_bits"] = True
         if code.rounded:
             bound["rounded"] = True
+        if code.mirror is not None:
+            bound["mirror"] = code.mirror
         return {"bound": bound, "range": [volume.low, volume.high], "crc": volume.checksum}
     record = {"range": [volume.low, volume.high], "crc": volume.checksum}
     if volume.outliers:
@@ -419,7 +423,7 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
             raise HeaderError(f"image.source.metadata sets {key[:30]!r}, which the writer derives from the image")
 
 
-def _volume_info(record, version: int) -> VolumeInfo:
+def _volume_info(record, version: int, volume_shape: tuple[int, int, int]) -> VolumeInfo:
     if version < 4:  # version 3: [low, high]
         pair = _typed(record, list, "volumes[]")
         if len(pair) != 2:
@@ -441,26 +445,30 @@ def _volume_info(record, version: int) -> VolumeInfo:
     if high < low:
         raise HeaderError("volumes[].range has high < low")
     if version >= 5 and "bound" in record:
-        return VolumeInfo(False, low, high, checksum=checksum, context=_context_code(record["bound"], low, high))
+        return VolumeInfo(False, low, high, checksum=checksum, context=_context_code(record["bound"], low, high, volume_shape))
     outliers = record.get("outliers", 0)
     if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
         raise HeaderError("volumes[].outliers is not a count")
     return VolumeInfo(False, low, high, outliers, checksum)
 
 
-def _context_code(record, low: float, high: float) -> ContextCode:
+def _context_code(record, low: float, high: float, shape: tuple[int, int, int]) -> ContextCode:
     """A context-coded volume's quantizer: integers for the integer path, within the coder's range."""
     record = _typed(record, dict, "volumes[].bound")
     error, step, origin = (_finite(record.get(key), f"volumes[].bound.{key}") for key in ("error", "step", "origin"))
     float_bits = record.get("float_bits", False) is True
     rounded = record.get("rounded", False) is True
+    mirror = record.get("mirror")
+    if mirror is not None and (not isinstance(mirror, int) or isinstance(mirror, bool) or mirror not in range(3)
+                               or shape[mirror] < 2):
+        raise HeaderError("volumes[].bound.mirror is not an axis of length ≥ 2")
     if error < 0 or step <= 0:
         raise HeaderError("volumes[].bound has an invalid error or step")
     if error == 0 and (step != 1 or origin != 0) or float_bits and error != 0:
         raise HeaderError("volumes[].bound of a lossless volume must have step 1 and origin 0")
     if not float_bits and ((high - low) / step > CONTEXT_INTEGERS or error > 0 and abs(origin - low) > step):
         raise HeaderError("volumes[].bound does not fit its range")
-    return ContextCode(error, step, origin, float_bits, rounded)
+    return ContextCode(error, step, origin, float_bits, rounded, mirror)
 
 
 def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:

@@ -294,3 +294,29 @@ def test_scaled_nifti_is_bounded_in_stored_units(tmp_path):
     assert np.abs(np.asarray(back.dataobj.get_unscaled()).astype(int) - stored).max() == 3
     assert np.abs(back.get_fdata() - nib.load(source).get_fdata()).max() <= 2.5 * 3 + 1e-9
     assert (back.dataobj.slope, back.dataobj.inter) == (2.5, -10.0) and stats.max_error == 3
+
+
+@pytest.mark.parametrize("length", [30, 31])
+def test_a_mirror_symmetric_volume_codes_its_half(length):
+    """A template that is its own left–right mirror image (MNI152 'sym') costs about half."""
+    left = _noise((length // 2 + length % 2, 24, 16), 0, 3000, np.int16, seed=length)
+    whole = np.concatenate([left, left[: length // 2][::-1]], axis=0)
+    assert np.array_equal(whole, whole[::-1])
+    for fidelity in (Fidelity.of(lossless=True), Fidelity.of(max_error=5)):
+        decoded, data, stats = round_trip(whole, fidelity)
+        assert_within(whole, decoded, fidelity.max_error or 0)
+        assert read_header(data).volumes[0].context.mirror == 0
+        broken = whole.copy()
+        broken[0, 0, 0] += 100  # no longer symmetric, even quantized: coded whole
+        plain = compress_image(image_of(broken), fidelity)[1]
+        assert stats.compressed_bytes < 0.6 * plain.compressed_bytes
+
+
+def test_a_forged_mirror_is_refused_or_caught(bounded_file):
+    parsed = container.unpack(bounded_file)
+    parsed.header["volumes"][0]["bound"]["mirror"] = 5
+    with pytest.raises(HeaderError, match="mirror is not an axis of length ≥ 2"):
+        decompress_image(container.pack(parsed.header, parsed.chunks))
+    parsed.header["volumes"][0]["bound"]["mirror"] = 0
+    with pytest.raises(CodecError, match="volume 1 is corrupt"):
+        decompress_image(container.pack(parsed.header, parsed.chunks))

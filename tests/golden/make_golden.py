@@ -51,6 +51,7 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
         "lossless_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"lossless": True}),
         "bounded_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"max_error": 0.75}),
         "psnr_int16": (t1, oblique, {"psnr": 45.0}),
+        "mirror_int16": (np.concatenate([t1, t1[::-1]], axis=0), oblique, {"lossless": True}),
     }
 
 
