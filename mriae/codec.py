@@ -317,7 +317,7 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
         if progress:
             progress(index + 1, volumes.shape[3])
     promised = max((r.context.error for r in records if r.context is not None), default=0.0)
-    errors = _Errors.of(volumes, reconstruction, error)
+    errors = _Errors.of(volumes, reconstruction, promised)
     if errors.worst > promised or (promised == 0 and errors.psnr != float("inf")):
         raise UncodableError(f"cannot be coded within {promised:g}: a voxel would be off by {errors.worst:g}")  # never expected
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
