@@ -14,7 +14,7 @@ def test_pack_unpack_round_trip():
     parsed = unpack(data)
     assert parsed.header == header
     assert parsed.chunks == tuple(chunks)
-    assert parsed.version == FORMAT_VERSION == 4
+    assert parsed.version == FORMAT_VERSION == 5
     assert pack(header, chunks) == data  # deterministic
 
 
@@ -23,7 +23,7 @@ def test_pack_unpack_round_trip():
     [
         (lambda d: b"NOTMRIAE" + d[8:], "not an .mriae file"),
         (lambda d: d[:4] + bytes([FORMAT_VERSION + 1]) + d[5:], f"format version {FORMAT_VERSION + 1} is not supported"),
-        (lambda d: d[:4] + bytes([2]) + d[5:], "format version 2 is not supported .*reads versions 3, 4"),
+        (lambda d: d[:4] + bytes([2]) + d[5:], "format version 2 is not supported .*reads versions 3, 4, 5"),
         (lambda d: d[: len(d) // 2], "truncated|checksum mismatch"),
         (lambda d: d[:7], "truncated"),
         (lambda d: d[:-40] + bytes([d[-40] ^ 0xFF]) + d[-39:], "checksum mismatch"),  # a flipped payload byte
