@@ -46,6 +46,8 @@ Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
 
 
+PSNR_STEP_TRIES = 100
+"""Steps tried below the sampled search's answer before falling back to lossless."""
 NETWORK_CEILING = 40.0
 """PSNR targets above this (dB) go to the context coder alone: the network's best level
 reaches 30–37 dB (docs/benchmarks.md), so trying it would only cost time."""
@@ -242,7 +244,7 @@ def compress_image(
         return _compress_bounded(image, volumes, lambda volume: quantizer(volume, error), error, original_bytes, progress)
     if fidelity.psnr is not None:
         return _compress_to_psnr(image, volumes, fidelity.psnr, spacing, weights, original_bytes, progress)
-    return _compress_learned(image, volumes, fidelity.quality or DEFAULT_QUALITY, spacing, weights,
+    return _compress_learned(image, volumes, fidelity.level, spacing, weights,
                              original_bytes, progress)
 
 
@@ -322,7 +324,8 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
         raise UncodableError(f"cannot be coded within {promised:g}: a voxel would be off by {errors.worst:g}")  # never expected
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
                     _rounded(errors.psnr), None)
-    return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "context")
+    coded_by = "exact" if all(record.exact for record in records) else "context"
+    return _packed(header, chunks, volumes.nbytes, errors, original_bytes, coded_by)
 
 
 def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
@@ -330,7 +333,10 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
     """The smaller of the context coder at the largest step that keeps ``target`` dB and the
     lowest network quality level that reaches it (tried up to NETWORK_CEILING dB)."""
     step = _step_for_psnr(volumes, target)
-    best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
+    try:
+        best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
+    except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
+        best = None
     codec = load_codec(weights)
     levels = list(codec.qualities)
     array = image.array
@@ -348,8 +354,10 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
                 middle = (low + high) // 2
                 low, high = (low, middle) if reaches(levels[middle]) else (middle + 1, high)
             learned = candidates[levels[high]]
-            if len(learned[0]) < len(best[0]):
+            if best is None or len(learned[0]) < len(best[0]):
                 best = learned
+    if best is None:
+        raise UncodableError(f"no coder reaches {target:g} dB on this image")
     return best
 
 
@@ -382,9 +390,11 @@ def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
         middle = math.sqrt(low * high)
         low, high = (middle, high) if reaches(middle, sample) else (low, middle)
     step = low
-    while not reaches(step, 1):
+    for _ in range(PSNR_STEP_TRIES):
+        if reaches(step, 1):
+            return step
         step *= 0.97
-    return step
+    return 0.0  # lossless: always reaches
 
 
 @dataclass(frozen=True)

@@ -18,35 +18,40 @@ PSNR_RANGE = (10.0, 200.0)
 
 @dataclass(frozen=True)
 class Fidelity:
-    """Exactly one of: ``quality`` (network level 1–8), ``max_error`` (every voxel within
-    it, in the image's stored units), ``lossless``, ``psnr`` (at least this many dB)."""
+    """At most one of: ``quality`` (network level 1–8), ``max_error`` (every voxel within
+    it, in the image's stored units), ``lossless``, ``psnr`` (at least this many dB); none
+    set means quality DEFAULT_QUALITY. Checked on construction (ValueError, one line)."""
 
-    quality: int | None = DEFAULT_QUALITY
+    quality: int | None = None
     max_error: float | None = None
     lossless: bool = False
     psnr: float | None = None
 
+    def __post_init__(self) -> None:
+        chosen = [name for name, value in (("a quality level", self.quality), ("a maximum error", self.max_error),
+                                           ("a PSNR", self.psnr)) if value is not None] + ["lossless"] * bool(self.lossless)
+        if len(chosen) > 1:
+            raise ValueError(f"ask for one of a quality level, a maximum error, a PSNR or lossless, not {' and '.join(chosen)}")
+        if self.quality is not None and (isinstance(self.quality, bool) or self.quality not in QUALITIES):
+            raise ValueError(f"quality must be {QUALITIES.start}–{QUALITIES.stop - 1}, got {self.quality}")
+        if self.max_error is not None and not (math.isfinite(self.max_error) and self.max_error >= 0):
+            raise ValueError(f"the maximum error must be a finite number ≥ 0, got {self.max_error}")
+        if self.psnr is not None and not (math.isfinite(self.psnr) and PSNR_RANGE[0] <= self.psnr <= PSNR_RANGE[1]):
+            raise ValueError(f"the PSNR must be {PSNR_RANGE[0]:g}–{PSNR_RANGE[1]:g} dB, got {self.psnr}")
+
     @classmethod
     def of(cls, quality: int | None = None, max_error: float | None = None, lossless: bool = False,
            psnr: float | None = None) -> Fidelity:
-        """The fidelity asked for by options of which at most one is set (none: the default
-        quality); ValueError with a one-line reason otherwise."""
-        chosen = [name for name, value in (("a quality level", quality), ("a maximum error", max_error),
-                                           ("a PSNR", psnr)) if value is not None] + ["lossless"] * bool(lossless)
-        if len(chosen) > 1:
-            raise ValueError(f"ask for one of a quality level, a maximum error, a PSNR or lossless, not {' and '.join(chosen)}")
-        if quality is not None and (isinstance(quality, bool) or quality not in QUALITIES):
-            raise ValueError(f"quality must be {QUALITIES.start}–{QUALITIES.stop - 1}, got {quality}")
-        if max_error is not None and not (math.isfinite(max_error) and max_error >= 0):
-            raise ValueError(f"the maximum error must be a finite number ≥ 0, got {max_error}")
-        if psnr is not None and not (math.isfinite(psnr) and PSNR_RANGE[0] <= psnr <= PSNR_RANGE[1]):
-            raise ValueError(f"the PSNR must be {PSNR_RANGE[0]:g}–{PSNR_RANGE[1]:g} dB, got {psnr}")
-        if max_error == 0:
-            lossless, max_error = True, None
-        if chosen:
-            return cls(quality, None if max_error is None else float(max_error), bool(lossless),
+        """The fidelity asked for by options of which at most one is set (ValueError
+        otherwise); a maximum error of 0 is lossless."""
+        fidelity = cls(quality, None if max_error is None else float(max_error), bool(lossless),
                        None if psnr is None else float(psnr))
-        return cls()
+        return cls(lossless=True) if fidelity.max_error == 0 else fidelity
+
+    @property
+    def level(self) -> int:
+        """The network quality level this fidelity means when it is a quality level."""
+        return DEFAULT_QUALITY if self.quality is None else self.quality
 
     @property
     def name(self) -> str:
@@ -58,7 +63,7 @@ class Fidelity:
             return f"e{self.max_error:g}"
         if self.psnr is not None:
             return f"{self.psnr:g}dB"
-        return f"q{self.quality}"
+        return f"q{self.level}"
 
     def __str__(self) -> str:
         if self.lossless:
@@ -67,4 +72,4 @@ class Fidelity:
             return f"max error {self.max_error:g}"
         if self.psnr is not None:
             return f"PSNR ≥ {self.psnr:g} dB"
-        return f"quality {self.quality}"
+        return f"quality {self.level}"

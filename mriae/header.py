@@ -24,6 +24,7 @@ import numpy as np
 from mriae.container import ContainerError, unpack
 from mriae.formats import SUFFIXES
 from mriae.limits import LimitError, Limits
+from mriae.predictive.coder import VALUE_LIMIT
 from mriae.transforms.geometry import GridPlan, plan_on
 
 _LAST_ROW = (0.0, 0.0, 0.0, 1.0)
@@ -85,7 +86,7 @@ SHA_PREFIX = re.compile(f"[0-9a-f]{{{MODEL_ID_DIGITS}}}")
 NIFTI_HEADER_LIMIT = 32 << 20
 """Largest original NIfTI header (with extensions) a file may carry: as base64 in the JSON
 header it stays under the container's 64 MiB header limit."""
-CONTEXT_INTEGERS = 2**41
+CONTEXT_INTEGERS = 2 * VALUE_LIMIT
 """Most quantization steps a context-coded volume's range may span (the coder's integers)."""
 EXACT_INTEGER = 2**53
 """Integer voxels coded through the network lie within ±EXACT_INTEGER: ranges are float64."""
@@ -456,8 +457,8 @@ def _context_code(record, low: float, high: float, shape: tuple[int, int, int]) 
     """A context-coded volume's quantizer: integers for the integer path, within the coder's range."""
     record = _typed(record, dict, "volumes[].bound")
     error, step, origin = (_finite(record.get(key), f"volumes[].bound.{key}") for key in ("error", "step", "origin"))
-    float_bits = record.get("float_bits", False) is True
-    rounded = record.get("rounded", False) is True
+    float_bits, rounded = (_typed(record.get(key, False), bool, f"volumes[].bound.{key}")
+                           for key in ("float_bits", "rounded"))
     mirror = record.get("mirror")
     if mirror is not None and (not isinstance(mirror, int) or isinstance(mirror, bool) or mirror not in range(3)
                                or shape[mirror] < 2):
@@ -482,8 +483,12 @@ def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
     if dtype.kind in "iu":
         low, high = max(low, -EXACT_INTEGER), min(high, EXACT_INTEGER)
     for volume in volumes:
-        if volume.context is not None and volume.context.float_bits and dtype.kind != "f":
+        code = volume.context
+        if code is not None and code.float_bits and dtype.kind != "f":
             raise HeaderError("volumes[].bound maps float bits of a non-float image")
+        if code is not None and dtype.kind in "iu" and not code.rounded and not all(
+                float(v).is_integer() and abs(v) <= EXACT_INTEGER for v in (code.step, code.origin)):
+            raise HeaderError("volumes[].bound of an integer image needs a whole step and origin within ±2**53")
         if not volume.exact and not low <= volume.low <= volume.high <= high:
             raise HeaderError(f"volumes[] range [{volume.low:g}, {volume.high:g}] does not fit {dtype}")
 

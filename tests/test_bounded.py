@@ -320,3 +320,50 @@ def test_a_forged_mirror_is_refused_or_caught(bounded_file):
     parsed.header["volumes"][0]["bound"]["mirror"] = 0
     with pytest.raises(CodecError, match="volume 1 is corrupt"):
         decompress_image(container.pack(parsed.header, parsed.chunks))
+
+
+@pytest.mark.parametrize(("array", "error"), [
+    (np.zeros((9, 8, 7), np.int16), 3),  # one token only: a two-entry table still
+    (np.zeros((9, 8, 7), np.float32) + np.float32(0.5), 1e-3),  # a constant non-whole volume
+    (_noise((20, 20, 20), 0, 3000, np.int16), 1e20),  # a bound beyond the range: one bin
+    (np.random.default_rng(9).normal(0, 1, (20, 20, 20)).astype(np.float32), 1e300),
+    (np.random.default_rng(9).integers(-2**30, 2**30, (20, 20, 20)).astype(np.float32), 100),  # floats past 2**24
+    (np.random.default_rng(9).integers(3000, 4090, (20, 20, 20)).astype(np.float16), 2),  # float16 past 2**11
+])
+def test_degenerate_bounds_and_ranges_hold(array, error):
+    decoded, _, stats = round_trip(array, Fidelity.of(max_error=error))
+    assert_within(array, decoded, error)
+    assert stats.max_error <= error
+
+
+def test_a_series_with_a_blank_volume():
+    series = np.stack([np.zeros((16, 14, 12), np.float32), ADVERSARIAL["float32 noise"]()[:16, :14, :12]], axis=-1)
+    for fidelity in (Fidelity.of(lossless=True), Fidelity.of(max_error=0.5), Fidelity.of(psnr=60)):
+        decoded = round_trip(series, fidelity)[0]
+        assert_within(series, decoded, 0 if fidelity.lossless else (0.5 if fidelity.max_error else np.inf))
+
+
+def test_a_psnr_only_lossless_reaches_is_coded_losslessly():
+    array = _noise((20, 20, 20), 0, 999, np.int16)
+    decoded, data, stats = round_trip(array, Fidelity.of(psnr=150))
+    assert decoded.tobytes() == array.tobytes() and read_header(data).lossless and stats.psnr == float("inf")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"step": 2.0**70, "origin": 0}, "whole step and origin within ±2\\*\\*53"),
+    ({"step": 1.5}, "whole step and origin"),
+    ({"rounded": "yes"}, "bound.rounded is not a bool"),
+    ({"float_bits": 1}, "bound.float_bits is not a bool"),
+])
+def test_forged_quantizers_of_integer_images_are_refused(bounded_file, change, message):
+    parsed = container.unpack(bounded_file)
+    parsed.header["volumes"][0]["bound"].update(change)
+    with pytest.raises(HeaderError, match=message):
+        decompress_image(container.pack(parsed.header, parsed.chunks))
+
+
+def test_a_fidelity_is_checked_however_it_is_made():
+    for keywords in ({"max_error": float("nan")}, {"psnr": float("nan")}, {"quality": 3, "lossless": True}):
+        with pytest.raises(ValueError):
+            Fidelity(**keywords)
+    assert Fidelity().name == "q5" and Fidelity(max_error=2).quality is None

@@ -82,7 +82,7 @@ def encode(volume: np.ndarray) -> bytes:
             bits.write(raw_bits, raw)
             coded.append((step.kind, keys, symbols))
         magnitudes = None if known is None else known.grid()
-    alphabet = int(np.flatnonzero(counts.any(axis=0))[-1]) + 1
+    alphabet = max(2, int(np.flatnonzero(counts.any(axis=0))[-1]) + 1)  # constriction needs two entries
     counts = counts[:, :alphabet]
     mapping = contexts.table_map(counts)
     stored = [tables.scaled_counts(counts[mapping == table].sum(axis=0)) for table in range(int(mapping.max()) + 1)]
@@ -153,7 +153,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     low = reader.read(-VALUE_LIMIT, VALUE_LIMIT, "the lowest value")
     high = reader.read(low, VALUE_LIMIT, "the highest value")
     classed = reader.read(0, 1, "the residual classes flag")
-    alphabet = reader.read(1, tokens.MAX_TOKEN, "the token alphabet")
+    alphabet = reader.read(2, tokens.MAX_TOKEN, "the token alphabet")
     count = reader.read(1, contexts.CONTEXTS, "the number of tables")
     mapping = np.array(reader.read_many(contexts.CONTEXTS, 0, count - 1, "a table index"), dtype=np.int64)
     models = [tables.model(np.array(reader.read_many(alphabet, 0, tables.COUNT_SCALE, "a table entry")))
@@ -184,7 +184,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
 
     coarse_shape = tuple(-(-n // (1 << pyramid.levels_of(shape))) for n in shape)
     size = int(np.prod(coarse_shape))
-    coarse = np.cumsum(residuals(np.arange(size), [(size, models[int(mapping[0])])], np.int64, 1 << 62))
+    coarse = np.cumsum(residuals(np.arange(size), [(size, models[int(mapping[0])])], np.int64, 2 * VALUE_LIMIT))
     _check_range(coarse, low, high)
     fine = coarse.astype(value_type).reshape(coarse_shape)
     magnitudes = np.zeros(coarse_shape, dtype=np.uint8) if classed else None

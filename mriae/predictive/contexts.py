@@ -89,8 +89,8 @@ def table_map(counts: np.ndarray) -> np.ndarray:
     takes the remainder), tables that code nothing dropped."""
     mapping = np.zeros(CONTEXTS, dtype=np.int64)
     table = 1
-    for kind in range(KINDS * CLASSES):
-        contexts = range(1 + kind * BUCKETS, 1 + (kind + 1) * BUCKETS)
+    for pair in range(KINDS * CLASSES):  # each (pass kind, residual class)
+        contexts = range(1 + pair * BUCKETS, 1 + (pair + 1) * BUCKETS)
         filled = 0
         for context in contexts:
             mapping[context] = table

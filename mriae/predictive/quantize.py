@@ -9,8 +9,10 @@
   rounded back to whole numbers, and the error promised is the one measured.
 - **A maximum error E**: a uniform quantizer, q = round((x − origin) / step). For whole
   numbers step = 2⌊E⌋ + 1 (bins of 2⌊E⌋ + 1 integers, centred: |x − x̂| ≤ ⌊E⌋ exactly); for
-  floats step ≈ 2E, shrunk until every voxel's decoded value, as the decoder will compute it
-  (float64, clipped to the volume's range, cast to its dtype), is within E — or refused.
+  floats step ≈ 2E, shrunk by the rounding the cast to the dtype adds until every voxel's
+  decoded value, as the decoder will compute it (float64, clipped to the volume's range, cast
+  to its dtype), is within E — or refused. Floats count as whole numbers only where their
+  type holds every whole number (|x| ≤ 2**24 for float32).
 
 Every decoded value is clipped to the volume's stored [low, high], which only moves it closer
 to the original. The arithmetic is IEEE float64 elementwise (or int64), the same on every machine.
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INTEGER_LIMIT = 1 << 40
-"""Integers (values and quantization indices) the context coder takes: within ±2**40."""
+from mriae.predictive.coder import VALUE_LIMIT
+
 _SHRINK_TRIES = 8
 
 
@@ -62,7 +64,7 @@ class Quantizer:
         if self.float_bits:
             bits = np.where(integers < 0, integers ^ 0x7FFFFFFF, integers).astype(np.int32)
             return bits.view(np.float32).astype(dtype)
-        if not self.rounded and (dtype.kind in "iub" or self.step == int(self.step) and self.origin == int(self.origin)):
+        if dtype.kind in "iub" and not self.rounded:  # whole step and origin (the header checks): exact int64
             step, origin = int(self.step), int(self.origin)
             bottom, top = (int(self.low) - origin) // step - 1, (int(self.high) - origin) // step + 1
             exact = origin + np.clip(integers, bottom, top) * step  # clipped first: no overflow
@@ -72,10 +74,13 @@ class Quantizer:
 
 
 def whole_numbers_only(volume: np.ndarray) -> bool:
-    """True for integer voxels, or floats that are all whole numbers without a negative zero."""
+    """True for integer voxels, or floats that are all whole numbers without a negative zero,
+    within the range where the float type holds every whole number (so a decoded x ± E is exact)."""
     if volume.dtype.kind in "iub":
         return True
-    return bool(np.all(volume == np.round(volume))) and not np.any(np.signbit(volume) & (volume == 0))
+    exact = 2.0 ** (np.finfo(volume.dtype).nmant + 1)
+    return (bool(np.all(np.abs(volume) <= exact)) and bool(np.all(volume == np.round(volume)))
+            and not np.any(np.signbit(volume) & (volume == 0)))
 
 
 def quantizer(volume: np.ndarray, error: float) -> Quantizer:
@@ -84,12 +89,12 @@ def quantizer(volume: np.ndarray, error: float) -> Quantizer:
     exactly instead, for lossless)."""
     low, high = float(volume.min()), float(volume.max())
     whole = whole_numbers_only(volume)
-    if whole and max(-low, high) > INTEGER_LIMIT:
+    if whole and max(-low, high) > VALUE_LIMIT:
         raise BoundError(f"values beyond ±2**40 ({low:g}..{high:g}) cannot be context-coded")
     if whole and error < 1:
         return Quantizer(0.0, 1.0, 0.0, low, high)
     if whole:
-        bound = math.floor(error)
+        bound = min(math.floor(error), int(high - low))  # a larger bound codes the same single bin
         return Quantizer(float(bound), float(2 * bound + 1), low, low, high)
     if error == 0:
         as_float32 = volume.astype(np.float32)
@@ -106,23 +111,28 @@ def stepped(volume: np.ndarray, step: float) -> Quantizer:
         return quantizer(volume, 0.0)
     low, high = float(volume.min()), float(volume.max())
     whole = whole_numbers_only(volume)
-    if (high - low) / step > INTEGER_LIMIT or whole and max(-low, high) > INTEGER_LIMIT:
+    if (high - low) / step > VALUE_LIMIT or whole and max(-low, high) > VALUE_LIMIT:
         raise BoundError(f"a step of {step:g} is too fine for the range {low:g}..{high:g}")
     trial = Quantizer(0.0, step, low, low, high, rounded=whole)
     decoded = trial.values(trial.integers(volume), volume.dtype)
     error = float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64))))
+    if error == 0:
+        return quantizer(volume, 0.0)  # as exact as lossless: code it as lossless
     return Quantizer(error, step, low, low, high, rounded=whole)
 
 
 def _float_quantizer(volume: np.ndarray, error: float, low: float, high: float) -> Quantizer:
-    step = 2 * error * (1 - 2.0**-20)
+    span = high - low  # a bound beyond the range is one bin: step 2 × span
+    step = (2 * min(error, span) if span > 0 else 1.0) * (1 - 2.0**-20)
     for _ in range(_SHRINK_TRIES):
-        if (high - low) / step > INTEGER_LIMIT:
+        if step <= 0 or (high - low) / step > VALUE_LIMIT:
             break
         candidate = Quantizer(error, step, low, low, high)
         decoded = candidate.values(candidate.integers(volume), volume.dtype)
-        if float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64)))) <= error:
+        worst = float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64))))
+        if worst <= error:
             return candidate
-        step *= 1 - 2.0**-10
+        # the cast to the dtype rounds by up to worst − step / 2: leave that much room
+        step = min(step * (1 - 2.0**-10), step - 2.02 * (worst - error))
     raise BoundError(f"a maximum error of {error:g} is below what {volume.dtype} voxels of range "
                      f"{low:g}..{high:g} can be coded within; ask for a larger error or lossless")

@@ -3,7 +3,7 @@
 A residual r maps to u = 2r (r ≥ 0) or −2r − 1 (r < 0). Values u < DIRECT are tokens of their
 own; larger ones become a token naming their bit length and the two bits below the leading
 one, followed by the remaining low bits stored raw. So the entropy coder's tables stay small
-(≤ 16 + 4·(63 − 4) entries) whatever the data's range, at a cost of ~1 % against coding u
+(≤ 16 + 4·(53 − 4) entries) whatever the data's range, at a cost of ~1 % against coding u
 itself. All arithmetic is integer (tokens come from a table for u < 2**16, else their bit
 lengths from ``frexp``, exact below 2**53).
 """
@@ -78,55 +78,68 @@ def residuals_of(tokens: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return np.where(u & 1, -(u + 1) // 2, u // 2)
 
 
+_CHUNK = 1 << 14
+"""Values packed or unpacked per step: temporaries stay within a few MiB whatever the volume."""
+
+
 class BitWriter:
-    """Raw values of given bit counts, appended most significant bit first."""
+    """Raw values of given bit counts, appended most significant bit first, kept packed."""
 
     def __init__(self) -> None:
-        self._parts: list[np.ndarray] = []
+        self._bytes: list[bytes] = []
+        self._tail = np.zeros(0, np.uint8)  # the last bits, fewer than 8
 
     def write(self, counts: np.ndarray, values: np.ndarray) -> None:
         """Append ``values[i]`` in ``counts[i]`` bits, for every i."""
         keep = counts > 0
         counts, values = counts[keep].astype(np.int64), values[keep].astype(np.int64)
-        if not counts.size:
-            return
-        owner = np.repeat(np.arange(counts.size), counts)
-        ends = np.cumsum(counts)
-        position = np.arange(int(ends[-1])) - np.repeat(ends - counts, counts)
-        self._parts.append(((values[owner] >> (counts[owner] - 1 - position)) & 1).astype(np.uint8))
+        for start in range(0, counts.size, _CHUNK):
+            chunk, chosen = counts[start : start + _CHUNK], values[start : start + _CHUNK]
+            owner = np.repeat(np.arange(chunk.size), chunk)
+            ends = np.cumsum(chunk)
+            position = np.arange(int(ends[-1])) - np.repeat(ends - chunk, chunk)
+            bits = np.concatenate([self._tail, ((chosen[owner] >> (chunk[owner] - 1 - position)) & 1).astype(np.uint8)])
+            whole = bits.size // 8 * 8
+            self._bytes.append(np.packbits(bits[:whole]).tobytes())
+            self._tail = bits[whole:]
 
     def getvalue(self) -> bytes:
         """The bits written so far, zero-padded to whole bytes."""
-        bits = np.concatenate(self._parts) if self._parts else np.zeros(0, np.uint8)
-        return np.packbits(bits).tobytes()
+        return b"".join(self._bytes) + np.packbits(self._tail).tobytes()
 
 
 class BitReader:
     """Reads what a :class:`BitWriter` wrote; refuses to read past the end."""
 
     def __init__(self, data: bytes) -> None:
-        self._bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+        self._data = np.frombuffer(data, dtype=np.uint8)
         self._position = 0
 
     def read(self, counts: np.ndarray) -> np.ndarray:
         """Values of ``counts[i]`` bits each (int64)."""
-        total = int(counts.sum())
-        if self._position + total > self._bits.size:
+        if self._position + int(counts.sum()) > self._data.size * 8:
             raise TokenError("the raw bits end before their last value")
         values = np.zeros(counts.size, dtype=np.int64)
         keep = np.flatnonzero(counts > 0)
-        if keep.size:
-            kept = counts[keep]
-            bits = self._bits[self._position : self._position + total].astype(np.int64)
-            ends = np.cumsum(kept)
-            position = np.arange(total) - np.repeat(ends - kept, kept)
-            weighted = bits << (np.repeat(kept, kept) - 1 - position)
-            values[keep] = np.add.reduceat(weighted, ends - kept)
-        self._position += total
+        for start in range(0, keep.size, _CHUNK):
+            index = keep[start : start + _CHUNK]
+            values[index] = self._next(counts[index].astype(np.int64))
         return values
+
+    def _next(self, counts: np.ndarray) -> np.ndarray:
+        """The next values of ``counts`` (all > 0) bits."""
+        total = int(counts.sum())
+        first = self._position // 8
+        bits = np.unpackbits(self._data[first : -(-(self._position + total) // 8)])
+        bits = bits[self._position - 8 * first :][:total].astype(np.int64)
+        ends = np.cumsum(counts)
+        position = np.arange(total) - np.repeat(ends - counts, counts)
+        self._position += total
+        return np.add.reduceat(bits << (np.repeat(counts, counts) - 1 - position), ends - counts)
 
     def check_finished(self) -> None:
         """Raise TokenError unless every whole byte was read and the padding bits are zero."""
-        left = self._bits.size - self._position
-        if left >= 8 or self._bits[self._position :].any():
+        left = self._data.size * 8 - self._position
+        rest = np.unpackbits(self._data[self._position // 8 :])[self._position % 8 :]
+        if left >= 8 or rest.any():
             raise TokenError(f"{left} raw bits are left over after the last value")
