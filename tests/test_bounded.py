@@ -367,3 +367,9 @@ def test_a_fidelity_is_checked_however_it_is_made():
         with pytest.raises(ValueError):
             Fidelity(**keywords)
     assert Fidelity().name == "q5" and Fidelity(max_error=2).quality is None
+
+
+def test_a_psnr_no_coder_reaches_is_refused():
+    array = _noise((12, 12, 12), 0, 2**20, np.int64) * (2**33 + 1)  # beyond ±2**40, past the network's ceiling
+    with pytest.raises(UncodableError, match="no coder reaches 60 dB on this image"):
+        compress_image(image_of(array), Fidelity.of(psnr=60))
