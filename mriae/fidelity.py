@@ -43,10 +43,12 @@ class Fidelity:
     def of(cls, quality: int | None = None, max_error: float | None = None, lossless: bool = False,
            psnr: float | None = None) -> Fidelity:
         """The fidelity asked for by options of which at most one is set (ValueError
-        otherwise); a maximum error of 0 is lossless."""
+        otherwise); a maximum error of 0 is lossless, none set is quality DEFAULT_QUALITY."""
         fidelity = cls(quality, None if max_error is None else float(max_error), bool(lossless),
                        None if psnr is None else float(psnr))
-        return cls(lossless=True) if fidelity.max_error == 0 else fidelity
+        if fidelity.max_error == 0:
+            return cls(lossless=True)
+        return fidelity if fidelity != cls() else cls(quality=DEFAULT_QUALITY)
 
     @property
     def level(self) -> int:
