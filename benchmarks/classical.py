@@ -62,29 +62,32 @@ class Stretch:
         return to_dtype(coded.astype(np.float64) * self.scale + self.low, self.dtype)
 
 
+def join_slices(volume: np.ndarray, encode_slice: Callable[[np.ndarray], bytes]) -> bytes:
+    """The codestream of each axial (last-axis) slice of ``volume``, each prefixed by its
+    4-byte length (counted)."""
+    parts = []
+    for k in range(volume.shape[2]):
+        data = encode_slice(np.ascontiguousarray(volume[:, :, k]))
+        parts += [len(data).to_bytes(4, "little"), data]
+    return b"".join(parts)
+
+
+def split_slices(data: bytes, decode_slice: Callable[[bytes], np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`join_slices`: the slices decoded and stacked on the last axis."""
+    slices, position = [], 0
+    while position < len(data):
+        length = int.from_bytes(data[position:position + 4], "little")
+        slices.append(decode_slice(data[position + 4:position + 4 + length]))
+        position += 4 + length
+    return np.stack(slices, axis=2)
+
+
 def slicewise(volume: np.ndarray, encode_slice: Callable[[np.ndarray], bytes],
               decode_slice: Callable[[bytes], np.ndarray], stretch: Stretch) -> tuple[Callable, Callable]:
-    """Encode/decode functions coding each axial (last-axis) slice of the stretched volume
-    separately; the codestream is the slices' codestreams, each prefixed by its 4-byte
-    length (counted)."""
+    """Encode/decode functions coding each axial slice of the stretched volume separately
+    (:func:`join_slices`)."""
     coded = stretch.forward(volume)
-
-    def encode() -> bytes:
-        parts = []
-        for k in range(coded.shape[2]):
-            data = encode_slice(np.ascontiguousarray(coded[:, :, k]))
-            parts += [len(data).to_bytes(4, "little"), data]
-        return b"".join(parts)
-
-    def decode(data: bytes) -> np.ndarray:
-        slices, position = [], 0
-        while position < len(data):
-            length = int.from_bytes(data[position:position + 4], "little")
-            slices.append(decode_slice(data[position + 4:position + 4 + length]))
-            position += 4 + length
-        return stretch.inverse(np.stack(slices, axis=2))
-
-    return encode, decode
+    return (lambda: join_slices(coded, encode_slice)), (lambda data: stretch.inverse(split_slices(data, decode_slice)))
 
 
 def sperr(volume: np.ndarray, rates=SPERR_RATES) -> list[Setting]:

@@ -34,7 +34,6 @@ not counted.
 from __future__ import annotations
 
 import atexit
-import csv
 import gc
 import hashlib
 import json
@@ -46,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -162,28 +161,18 @@ def shifted(array: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.nd
 
 def slices(encode_slice: Callable[[np.ndarray], bytes], decode_slice: Callable[[bytes], np.ndarray],
            array: np.ndarray) -> Coder:
-    """Codes each axial (last-axis) slice of the shifted volume; the codestream is the
-    slices' codestreams, each prefixed by its 4-byte length (counted)."""
+    """Codes each axial (last-axis) slice of the shifted volume (classical.join_slices; the
+    shift happens inside the timed step)."""
+    from classical import join_slices, split_slices
+
     inverse: list[Callable[[np.ndarray], np.ndarray]] = []
 
     def encode() -> bytes:
         coded, back = shifted(array)
         inverse.append(back)
-        parts = []
-        for k in range(coded.shape[2]):
-            data = encode_slice(np.ascontiguousarray(coded[:, :, k]))
-            parts += [len(data).to_bytes(4, "little"), data]
-        return b"".join(parts)
+        return join_slices(coded, encode_slice)
 
-    def decode(data: bytes) -> np.ndarray:
-        decoded, position = [], 0
-        while position < len(data):
-            length = int.from_bytes(data[position:position + 4], "little")
-            decoded.append(decode_slice(data[position + 4:position + 4 + length]))
-            position += 4 + length
-        return inverse[0](np.stack(decoded, axis=2))
-
-    return encode, decode
+    return encode, lambda data: inverse[0](split_slices(data, decode_slice))
 
 
 def stored(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -394,18 +383,17 @@ def run_volume(volume: str, split: str, source: Source, modes: Iterable[str], lo
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Row)])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(asdict(row))
+    """Write fidelity rows as CSV (mriae.evaluation's writer)."""
+    from mriae.evaluation import report
+
+    report.write_csv(rows, path, Row)
 
 
 def read_csv(path: Path) -> list[Row]:
-    cast = {"str": str, "int": int, "float": float, "bool": lambda v: v == "True"}
-    types = {f.name: f.type for f in fields(Row)}
-    with open(path, newline="") as handle:
-        return [Row(**{k: cast[types[k]](v) for k, v in line.items()}) for line in csv.DictReader(handle)]
+    """Read the rows :func:`write_csv` wrote."""
+    from mriae.evaluation import report
+
+    return report.read_csv(path, Row)
 
 
 # ---------------------------------------------------------------- tables
@@ -428,10 +416,11 @@ def bd_rate_window(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[f
                    ) -> tuple[float, float, float]:
     """(BD-rate %, low, high) of (rate, PSNR) curves: fitted on the points within FIT_LIMITS,
     compared over BD_WINDOW ∩ the PSNRs both reach (mriae.evaluation.bdrate)."""
-    from mriae.evaluation.bdrate import bd_rate_over
+    from mriae.evaluation.bdrate import bd_interval, bd_rate
 
-    return bd_rate_over([r for r, _ in anchor], [q for _, q in anchor], [r for r, _ in test], [q for _, q in test],
-                        FIT_LIMITS, BD_WINDOW)
+    anchor_psnrs, test_psnrs = [q for _, q in anchor], [q for _, q in test]
+    value = bd_rate([r for r, _ in anchor], anchor_psnrs, [r for r, _ in test], test_psnrs, FIT_LIMITS, BD_WINDOW)
+    return (value, *bd_interval(anchor_psnrs, test_psnrs, FIT_LIMITS, BD_WINDOW))
 
 
 def mriae_curve(volume: str, rd_points: Sequence, rows: Sequence[Row]) -> list[tuple[float, float]]:

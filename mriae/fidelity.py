@@ -59,19 +59,17 @@ class Fidelity:
     def name(self) -> str:
         """Short name, as reports, logs and file names use it: ``q5`` (quality 5), ``e2``
         (maximum error 2), ``lossless``, ``40dB`` (PSNR ≥ 40 dB)."""
-        if self.lossless:
-            return "lossless"
-        if self.max_error is not None:
-            return f"e{self.max_error:g}"
-        if self.psnr is not None:
-            return f"{self.psnr:g}dB"
-        return f"q{self.level}"
+        return self._spelled(("lossless", "e{:g}", "{:g}dB", "q{}"))
 
     def __str__(self) -> str:
+        return self._spelled(("lossless", "max error {:g}", "PSNR ≥ {:g} dB", "quality {}"))
+
+    def _spelled(self, forms: tuple[str, str, str, str]) -> str:
+        """The mode in one of ``forms`` (lossless, maximum error, PSNR, quality), its value filled in."""
         if self.lossless:
-            return "lossless"
+            return forms[0]
         if self.max_error is not None:
-            return f"max error {self.max_error:g}"
+            return forms[1].format(self.max_error)
         if self.psnr is not None:
-            return f"PSNR ≥ {self.psnr:g} dB"
-        return f"quality {self.level}"
+            return forms[2].format(self.psnr)
+        return forms[3].format(self.level)

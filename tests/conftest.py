@@ -49,6 +49,19 @@ def anatomy(mni: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, low: float
     return values.astype(dtype).reshape(shape, order="F")
 
 
+def run_mriae(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``mriae ARGS`` in this process: (exit code, stdout, stderr)."""
+    import sys
+
+    from mriae import cli
+
+    monkeypatch.setattr(sys, "argv", ["mriae", *args])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    out, err = capsys.readouterr()
+    return stop.value.code, out, err
+
+
 def as_from_a_terminal() -> None:
     """``preexec_fn`` of a child that will be sent SIGINT: SIGINT at its default disposition
     and not blocked, as when started from a terminal, whatever the pytest process (and the

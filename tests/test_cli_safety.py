@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import as_from_a_terminal
+from conftest import run_mriae as main
 
 import mriae
-from mriae import api, cli
+from mriae import api
 from mriae.io import Image, read_image, write_image
 
 LONG = "a-folder-name-long-enough-to-wrap-any-narrow-terminal-several-times-over"
@@ -31,15 +32,6 @@ def start(*args: str) -> subprocess.Popen:
     """``mriae ARGS`` in a child process that takes signals as from a terminal."""
     return subprocess.Popen([sys.executable, "-m", "mriae", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=as_from_a_terminal)  # noqa: PLW1509 - it only resets SIGINT
-
-
-def main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``mriae ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["mriae", *args])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 @pytest.fixture(scope="module")

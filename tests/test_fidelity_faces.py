@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO
+from conftest import run_mriae as main
 
 import mriae
 from mriae import cli
@@ -45,15 +46,6 @@ def save_nifti(path: Path, array: np.ndarray, slope: float | None = None) -> Pat
 def stored(path: Path) -> np.ndarray:
     """The stored (unscaled) voxels of a NIfTI file."""
     return np.asarray(nib.load(path).dataobj.get_unscaled())
-
-
-def main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``mriae ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["mriae", *args])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 def context_error(data: bytes) -> float:

@@ -38,32 +38,29 @@ def bd_rate(
 
     Only points with PSNR within ``psnr_limits`` are fitted: near-lossless points (SPERR
     reaches ~100 dB on 8-bit data) would otherwise bend the cubic over the range that matters.
-    The mean difference is taken over the PSNRs both curves reach, within ``window``
-    (e.g. 30–50 dB: fitted on every point up to 60 dB, compared where it matters).
+    The mean difference is taken over :func:`bd_interval` (the PSNRs both curves reach,
+    within ``window``: e.g. 30–50 dB, fitted on every point up to 60 dB).
     """
-    return bd_rate_over(anchor_rates, anchor_psnrs, test_rates, test_psnrs, psnr_limits, window)[0]
-
-
-def bd_rate_over(
-    anchor_rates: Sequence[float],
-    anchor_psnrs: Sequence[float],
-    test_rates: Sequence[float],
-    test_psnrs: Sequence[float],
-    psnr_limits: tuple[float, float] = (-np.inf, np.inf),
-    window: tuple[float, float] = (-np.inf, np.inf),
-) -> tuple[float, float, float]:
-    """(BD-rate %, low, high) as :func:`bd_rate`, with the PSNR interval it was taken over."""
     p1, r1 = _curve(anchor_rates, anchor_psnrs, psnr_limits)
     p2, r2 = _curve(test_rates, test_psnrs, psnr_limits)
-    if len(p1) < 4 or len(p2) < 4:
-        return float("nan"), float("nan"), float("nan")
-    low, high = max(p1[0], p2[0], window[0]), min(p1[-1], p2[-1], window[1])
-    if not high > low:
-        return float("nan"), float(low), float(high)
+    low, high = bd_interval(anchor_psnrs, test_psnrs, psnr_limits, window)
+    if len(p1) < 4 or len(p2) < 4 or not high > low:
+        return float("nan")
     fit1, fit2 = np.polyint(np.polyfit(p1, r1, 3)), np.polyint(np.polyfit(p2, r2, 3))
     mean1 = (np.polyval(fit1, high) - np.polyval(fit1, low)) / (high - low)
     mean2 = (np.polyval(fit2, high) - np.polyval(fit2, low)) / (high - low)
-    return float((np.exp(mean2 - mean1) - 1) * 100), float(low), float(high)
+    return float((np.exp(mean2 - mean1) - 1) * 100)
+
+
+def bd_interval(anchor_psnrs: Sequence[float], test_psnrs: Sequence[float],
+                psnr_limits: tuple[float, float] = (-np.inf, np.inf),
+                window: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
+    """(low, high): the PSNRs of the fitted points of both curves reach, within ``window``."""
+    anchor = [p for p in anchor_psnrs if np.isfinite(p) and psnr_limits[0] <= p <= psnr_limits[1]]
+    test = [p for p in test_psnrs if np.isfinite(p) and psnr_limits[0] <= p <= psnr_limits[1]]
+    if not anchor or not test:
+        return float("nan"), float("nan")
+    return float(max(min(anchor), min(test), window[0])), float(min(max(anchor), max(test), window[1]))
 
 
 def rate_at(rates: Sequence[float], psnrs: Sequence[float], target: float) -> float:

@@ -132,18 +132,19 @@ def _mriae_decode(restored: list[np.ndarray], data: bytes) -> np.ndarray:
     return restored[-1]
 
 
-def write_csv(points: Sequence[RDPoint], path: Path) -> None:
-    """Write points as CSV, one row each, with a header row of the field names."""
+def write_csv(records: Sequence, path: Path, kind: type = RDPoint) -> None:
+    """Write dataclass records of ``kind`` as CSV, one row each, with a header row of the field names."""
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(RDPoint)])
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(kind)])
         writer.writeheader()
-        for point in points:
-            writer.writerow(asdict(point))
+        for record in records:
+            writer.writerow(asdict(record))
 
 
-def read_csv(path: Path) -> list[RDPoint]:
-    """Read points written by :func:`write_csv` (columns an older file lacks keep their defaults)."""
-    types = {f.name: f.type for f in fields(RDPoint)}
-    cast = {"str": str, "int": int, "float": float}
+def read_csv(path: Path, kind: type = RDPoint) -> list:
+    """Read records of ``kind`` written by :func:`write_csv` (columns an older file lacks keep
+    their defaults)."""
+    types = {f.name: f.type for f in fields(kind)}
+    cast = {"str": str, "int": int, "float": float, "bool": lambda value: value == "True"}
     with open(path, newline="") as handle:
-        return [RDPoint(**{k: cast[types[k]](v) for k, v in row.items()}) for row in csv.DictReader(handle)]
+        return [kind(**{k: cast[types[k]](v) for k, v in row.items()}) for row in csv.DictReader(handle)]
