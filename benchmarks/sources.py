@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import datacache
 import nibabel as nib
 import numpy as np
 
@@ -18,13 +19,18 @@ import numpy as np
 class Source:
     """One volume of a NIfTI (or PAR/REC) file: its voxels as stored (native byte order;
     one volume of a 4D series if ``index`` is given; trailing unit axes dropped) and affine.
-    ``unscaled``: the stored integers, without the file's intensity scaling (PAR/REC)."""
+    ``unscaled``: the stored integers, without the file's intensity scaling (PAR/REC).
+    ``fetch``: for a file fetched into the cache, the command that fetches it (named in the
+    error if the file is missing)."""
 
     path: str
     index: int | None = None
     unscaled: bool = False
+    fetch: str | None = None
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.fetch is not None and not Path(self.path).exists():
+            raise FileNotFoundError(f"{self.path} is not in the cache: fetch it with `{self.fetch}`")
         image = nib.load(self.path)
         array = np.asarray(image.dataobj.get_unscaled() if self.unscaled else image.dataobj)
         if self.index is not None:
@@ -38,9 +44,20 @@ def nifti(path: Path, index: int | None = None, unscaled: bool = False) -> Sourc
     return Source(str(path), index, unscaled)
 
 
+def validation_heads(cache: str | Path | None = None) -> dict[str, tuple[str, Source]]:
+    """name → ("validation", loader) of the skull-on validation heads of issue 13, read from the
+    cache (``datacache.py``), whether fetched or not: a loader of a head that is not in the cache
+    raises FileNotFoundError naming the command that fetches it. Never used for training or
+    calibration."""
+    command = datacache.FETCH_COMMAND + (f" --cache {cache}" if cache else "")
+    return {name: ("validation", Source(str(datacache.validation_path(name, cache)), fetch=command))
+            for name in datacache.VALIDATION_HEADS}
+
+
 def volumes() -> dict[str, tuple[str, Source]]:
-    """name → (split, loader) of the benchmark volumes, from installed packages. The MNI152
-    template was used in training ("train"); the others are validation volumes."""
+    """name → (split, loader) of the benchmark volumes, from installed packages, plus the
+    validation heads that have been fetched into the cache (so that a fresh clone runs offline).
+    The MNI152 template was used in training ("train"); the others are validation volumes."""
     import dipy
     import nilearn.datasets
 
@@ -54,4 +71,4 @@ def volumes() -> dict[str, tuple[str, Source]]:
         "anatomical": ("validation", nifti(nibabel_data / "anatomical.nii")),
         "aniso_vox": ("validation", nifti(dipy_data / "aniso_vox.nii.gz")),
         "S0_10slices": ("validation", nifti(dipy_data / "S0_10slices.nii.gz")),
-    }
+    } | {name: entry for name, entry in validation_heads().items() if Path(entry[1].path).exists()}
