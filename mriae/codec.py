@@ -38,7 +38,7 @@ from mriae.limits import LimitError, Limits
 from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.predictive import coder, symmetry
-from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped
+from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers
 from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
 from mriae.transforms.intensity import IntensityRange, outlier_mask
 
@@ -130,14 +130,6 @@ def check_codable(array: np.ndarray) -> None:
     if kind == "f" and not np.isfinite(array).all():
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise UncodableError(f"image contains {bad} NaN or infinite voxel{'s' * (bad > 1)}, which cannot be coded")
-
-
-def whole_numbers(array: np.ndarray) -> bool:
-    """True for boolean and integer images, and float images holding only whole numbers."""
-    if array.dtype.kind in "biu":
-        return True
-    sample = array.ravel()[:: max(1, array.size // 65536)]
-    return bool(np.all(sample == np.round(sample))) and bool(np.all(array == np.round(array)))
 
 
 def is_label_map(array: np.ndarray) -> bool:
@@ -252,7 +244,7 @@ def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: 
                       weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
     """.mriae bytes of ``image`` coded through the network at ``quality``."""
     array = image.array
-    if array.dtype.kind in "iu" and max(abs(int(array.min())), abs(int(array.max()))) > EXACT_INTEGER:
+    if _beyond_float64(array):
         raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
     codec.step(quality)  # checks the quality level before any work
@@ -270,6 +262,11 @@ def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: 
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), codec.name,
                     codec.sha256[:MODEL_ID_DIGITS], quality, _rounded(errors.psnr), grid_record(grid))
     return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "network")
+
+
+def _beyond_float64(array: np.ndarray) -> bool:
+    """True for integers beyond ±2**53, which the network's float64 ranges cannot hold."""
+    return array.dtype.kind in "iu" and max(abs(int(array.min())), abs(int(array.max()))) > EXACT_INTEGER
 
 
 def _rounded(quality_db: float) -> float | None:
@@ -337,11 +334,8 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
     except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
         best = None
-    codec = load_codec(weights)
-    levels = list(codec.qualities)
-    array = image.array
-    if target <= NETWORK_CEILING and (array.dtype.kind not in "iu"
-                                      or max(abs(int(array.min())), abs(int(array.max()))) <= EXACT_INTEGER):
+    if target <= NETWORK_CEILING and not _beyond_float64(image.array):
+        levels = list(load_codec(weights).qualities)
         candidates: dict[int, tuple[bytes, Stats]] = {}
 
         def reaches(level: int) -> bool:

@@ -73,13 +73,21 @@ class Quantizer:
         return (np.rint(decoded) if self.rounded else decoded).astype(dtype)
 
 
+def whole_numbers(array: np.ndarray) -> bool:
+    """True for boolean and integer images, and float images holding only whole numbers."""
+    if array.dtype.kind in "biu":
+        return True
+    sample = array.ravel()[:: max(1, array.size // 65536)]
+    return bool(np.all(sample == np.round(sample))) and bool(np.all(array == np.round(array)))
+
+
 def whole_numbers_only(volume: np.ndarray) -> bool:
-    """True for integer voxels, or floats that are all whole numbers without a negative zero,
-    within the range where the float type holds every whole number (so a decoded x ± E is exact)."""
+    """:func:`whole_numbers`, for floats also without a negative zero and within the range
+    where the float type holds every whole number (so a decoded x ± E is exact)."""
     if volume.dtype.kind in "iub":
         return True
     exact = 2.0 ** (np.finfo(volume.dtype).nmant + 1)
-    return (bool(np.all(np.abs(volume) <= exact)) and bool(np.all(volume == np.round(volume)))
+    return (bool(np.all(np.abs(volume) <= exact)) and whole_numbers(volume)
             and not np.any(np.signbit(volume) & (volume == 0)))
 
 
