@@ -19,7 +19,6 @@ file, where its archive has one, is copied next to the volume as ``<name>.LICENS
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tarfile
@@ -29,14 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mriae.training.cache import cache_root
+
 FETCH_COMMAND = "python benchmarks/datacache.py"
-
-
-def cache_root(cache: str | Path | None = None) -> Path:
-    """The cache root: ``cache`` if given, else ``$MRIAE_CACHE``, else ``~/.cache/mriae``."""
-    if cache:
-        return Path(cache).expanduser()
-    return Path(os.environ.get("MRIAE_CACHE") or Path.home() / ".cache" / "mriae").expanduser()
 
 
 class FetchError(RuntimeError):

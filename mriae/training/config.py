@@ -8,6 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from mriae.training.atlas import HeadAtlas
+from mriae.training.cache import templates_folder
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -18,6 +21,10 @@ class TrainConfig:
     exponent of 2 every step is an optimal rate–distortion trade-off at high rate (D ∝ s²),
     so fine steps buy fidelity instead of saturating. At export, the context tables are
     counted over the real T1 template plus ``calibration_volumes`` synthetic volumes.
+
+    ``head_fraction`` of the volumes are synthetic whole heads (issue 13), drawn from the 2009c
+    templates in ``templates`` (default: the cache of pipelines/training/fetch_templates.py);
+    the calibration volumes follow the same mixture.
     """
 
     seed: int = 0
@@ -41,10 +48,18 @@ class TrainConfig:
     log: str = "train_log.csv"
     export: str = ""
     calibration_volumes: int = 8
+    head_fraction: float = 0.0
+    templates: str = ""
 
     def lambda_at(self, step: float) -> float:
         """Rate–distortion weight λ of a batch quantized at nominal ``step``."""
         return self.rd_lambda * step**-self.lambda_exponent
+
+    def atlas(self) -> HeadAtlas | None:
+        """The whole-head atlas the mixture needs (None when ``head_fraction`` is 0)."""
+        if self.head_fraction <= 0:
+            return None
+        return HeadAtlas.from_templates(Path(self.templates) if self.templates else templates_folder())
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
@@ -59,6 +74,7 @@ class TrainConfig:
         base = Path(path).parent
         resolved = {
             key: str(base / value) if value else value
-            for key, value in (("checkpoint", config.checkpoint), ("log", config.log), ("export", config.export))
+            for key, value in (("checkpoint", config.checkpoint), ("log", config.log), ("export", config.export),
+                               ("templates", config.templates))
         }
         return cls(**{**asdict(config), **resolved})

@@ -1,6 +1,7 @@
-"""Synthetic MR-like training volumes generated from nilearn's MNI152 templates.
+"""Synthetic MR-like training volumes: brains from nilearn's MNI152 templates and, when an
+atlas is given, whole heads (mriae.training.heads).
 
-Tissue probability maps (grey matter, white matter, the rest of the head) receive random
+Brains: tissue probability maps (grey matter, white matter, the rest of the head) receive random
 intensities, then a random elastic/affine deformation, bias field, a coarser voxel grid
 (clinical scans have 2–4 mm voxels, so more detail per voxel than a 1 mm template), slice
 thickness, noise and orientation. The real T1 template is drawn too. Nothing here downloads: the maps ship
@@ -15,6 +16,9 @@ import monai.transforms as mt
 import nibabel as nib
 import numpy as np
 import torch
+
+from mriae.training.atlas import HeadAtlas
+from mriae.training.heads import SyntheticHeads
 
 TEMPLATES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -46,14 +50,18 @@ def normalize(volume: torch.Tensor) -> torch.Tensor:
 
 
 class SyntheticVolumes:
-    """Draws whole MR-like volumes in [0, 1]; ``real_fraction`` of them are the real T1."""
+    """Draws whole MR-like volumes in [0, 1]: ``head_fraction`` of them synthetic whole heads
+    from ``atlas`` (none without one), of the brains ``real_fraction`` the real T1."""
 
-    def __init__(self, seed: int, real_fraction: float = 0.25, min_size: int = 64, coarse_fraction: float = 0.5):
+    def __init__(self, seed: int, real_fraction: float = 0.25, min_size: int = 64, coarse_fraction: float = 0.5,
+                 atlas: HeadAtlas | None = None, head_fraction: float = 0.0):
         self.maps = load_templates()
         self.rng = np.random.default_rng(seed)
         self.real_fraction = real_fraction
         self.min_size = min_size
         self.coarse_fraction = coarse_fraction
+        self.heads = SyntheticHeads(atlas, seed + 3, min_size) if atlas is not None else None
+        self.head_fraction = head_fraction if atlas is not None else 0.0
         self.deform = mt.Rand3DElastic(
             sigma_range=(6, 9), magnitude_range=(30, 150), prob=0.8, rotate_range=(0.3,) * 3,
             scale_range=(0.15,) * 3, padding_mode="zeros", mode="bilinear",
@@ -76,6 +84,8 @@ class SyntheticVolumes:
 
     def __call__(self) -> torch.Tensor:
         """One volume (1, D, H, W) in [0, 1]."""
+        if self.heads is not None and self.rng.random() < self.head_fraction:
+            return self.heads()
         if self.rng.random() < self.real_fraction:
             volume = self.maps["t1"].clone()
         else:

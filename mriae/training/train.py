@@ -32,7 +32,8 @@ class BatchSampler:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1000)
-        self.volumes = SyntheticVolumes(config.seed, config.real_fraction, min_size=config.crop)
+        self.volumes = SyntheticVolumes(config.seed, config.real_fraction, min_size=config.crop,
+                                        atlas=config.atlas(), head_fraction=config.head_fraction)
         self.volume = self.volumes()
         self.drawn = 0
 
@@ -112,6 +113,7 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate
         report(f"resumed from {checkpoint} at step {step}")
+        drop_rows_after(Path(config.log), step)
     sampler = BatchSampler(TrainConfig(**{**config.__dict__, "seed": config.seed + step}))
     rng = np.random.default_rng(config.seed + step)
     log_path = Path(config.log)
@@ -144,9 +146,24 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
     save_checkpoint(model, optimizer, step, checkpoint)
     if config.export:
         model = model.cpu()
-        export(model, Path(config.export), calibration_latents(model, config.calibration_volumes, config.seed))
+        export(model, Path(config.export), calibration_latents(model, config))
         report(f"exported weights to {config.export}")
     return checkpoint
+
+
+def drop_rows_after(log: Path, step: int) -> None:
+    """Remove the log rows of steps after ``step`` (logged after the last checkpoint of a run
+    that was stopped), so that a resumed run logs every step once."""
+    if not log.is_file():
+        return
+    with log.open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
+    if len(kept) < len(rows):
+        temporary = log.with_suffix(".tmp")
+        with temporary.open("w", newline="") as stream:
+            csv.writer(stream).writerows(kept)
+        temporary.replace(log)
 
 
 def save_checkpoint(model: Autoencoder, optimizer: torch.optim.Optimizer, step: int, path: Path) -> None:
@@ -163,16 +180,18 @@ def export_checkpoint(config: TrainConfig, output: Path | None = None) -> Path:
     state = torch.load(config.checkpoint, map_location="cpu", weights_only=True)
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels))
     model.load_state_dict(state["model"])
-    export(model, target, calibration_latents(model, config.calibration_volumes, config.seed))
+    export(model, target, calibration_latents(model, config))
     return target
 
 
 @torch.no_grad()
-def calibration_latents(model: Autoencoder, count: int, seed: int) -> list[torch.Tensor]:
-    """Latents of the real T1 template and of ``count`` synthetic volumes, on the grids the
-    codec would pad them to: the symbols the context tables are counted over at export."""
-    volumes = SyntheticVolumes(seed, real_fraction=0.0, min_size=32)
-    drawn = [load_templates()["t1"][0]] + [volumes()[0] for _ in range(count)]
+def calibration_latents(model: Autoencoder, config: TrainConfig) -> list[torch.Tensor]:
+    """Latents of the real T1 template and of ``config.calibration_volumes`` synthetic volumes
+    of the training mixture (heads with noisy backgrounds included), on the grids the codec
+    would pad them to: the symbols the context tables are counted over at export."""
+    volumes = SyntheticVolumes(config.seed, real_fraction=0.0, min_size=32, atlas=config.atlas(),
+                               head_fraction=config.head_fraction)
+    drawn = [load_templates()["t1"][0]] + [volumes()[0] for _ in range(config.calibration_volumes)]
     latents = []
     for volume in drawn:
         grid = plan_on(tuple(volume.shape), np.eye(4), model.config.levels)

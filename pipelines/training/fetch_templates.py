@@ -33,23 +33,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from datacache import cache_root, command, fetch
+from datacache import command, fetch
+
+from mriae.training.cache import TEMPLATE_NAME, templates_folder
 
 REQUIREMENT = "niworkflows==0.0.5"
-FOLDER = "niworkflows/data/templates/mni_icbm152_nlin_asym_09c"
-NAME = "mni_icbm152_nlin_asym_09c"
+FOLDER = f"niworkflows/data/templates/{TEMPLATE_NAME}"
 # The notice as quoted in the docstring above, unwrapped to one paragraph.
 MNI_NOTICE = " ".join(("Copyright" + __doc__.split("\n\n    Copyright", 1)[1].split("\n\n", 1)[0]).split()) + "\n"
 
 
-def template_dir(cache: str | Path | None = None) -> Path:
-    """Where the templates live in the cache (whether or not they are there)."""
-    return cache_root(cache) / "templates" / NAME
-
-
 def fetch_templates(cache: str | Path | None = None) -> list[Path]:
     """Fetch the templates unless present; returns the files written (empty if already cached)."""
-    dest = template_dir(cache)
+    dest = templates_folder(cache)
     if (dest / "NOTICE.MNI").exists():  # written last: a complete earlier fetch
         return []
     written = fetch(REQUIREMENT, True, {FOLDER: dest}, licence=dest / "LICENSE.niworkflows", prefix=FOLDER)
@@ -60,7 +56,7 @@ def fetch_templates(cache: str | Path | None = None) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     return command("Fetch the whole-head MNI ICBM152 2009c templates into the cache.", fetch_templates,
-                   lambda cache: f"already present: {template_dir(cache)}", argv)
+                   lambda cache: f"already present: {templates_folder(cache)}", argv)
 
 
 if __name__ == "__main__":
