@@ -25,6 +25,12 @@ against the classical codecs, with encode/decode seconds and peak memory. Run by
     stored type) are inside the timed steps; so is loading the network's weights for
     mriae's quality and PSNR modes (a fresh process, as the CLI).
 
+mriae codes with the weights rd.py's ``--weights`` names (default: the shipped ones) in every
+mode; each mriae row records their name and the first 16 hex digits of the SHA-256 of the
+weights file its child found (``weights``, ``weights_sha256``; empty in CSVs from before).
+The BD-rate table has one validation mean per group of ``sources.GROUPS`` (the skull-on heads
+of issue 13, the other volumes) and one over all; training volumes are in none.
+
 bits/voxel = bytes × 8 / voxels: the whole .mriae file for mriae (header, checksums), the
 bare codestream for the classical codecs (slice codecs: each slice's codestream plus a
 4-byte length); the side information a classical file would add (shape, dtype, shift) is
@@ -52,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sources import Source
+from sources import GROUPS, OTHER, Source
 
 PSNR_TARGETS = (30.0, 35.0, 40.0, 45.0, 50.0)
 BOUND_PERCENTS = (0.1, 0.3, 1.0)
@@ -97,6 +103,8 @@ class Row:
     baseline_mib: float = math.nan  # resident set before encoding (volume loaded, libraries imported)
     encode_peak_mib: float = math.nan
     decode_peak_mib: float = math.nan
+    weights: str = ""  # mriae: the weights it was run with ("": the default; empty in CSVs from before the column)
+    weights_sha256: str = ""  # mriae: first 16 hex digits of the SHA-256 of that weights file, as its child found it
 
 
 # ---------------------------------------------------------------- settings of each mode
@@ -115,8 +123,9 @@ def bound(array: np.ndarray, percent: float) -> float:
 
 
 def cases(volume: str, split: str, array: np.ndarray, modes: Iterable[str],
-          psnr_targets: Sequence[float] = PSNR_TARGETS) -> list[Row]:
-    """The codec × setting rows to measure on one volume (not yet measured)."""
+          psnr_targets: Sequence[float] = PSNR_TARGETS, weights: str = "") -> list[Row]:
+    """The codec × setting rows to measure on one volume (not yet measured); mriae's rows run
+    with the installed weights called ``weights`` ("": the default)."""
     rows = []
     for mode in modes:
         if mode == "psnr":
@@ -130,7 +139,7 @@ def cases(volume: str, split: str, array: np.ndarray, modes: Iterable[str],
         elif mode == "quality":
             rows += [Row(volume, split, mode, codec, setting, float(setting.strip("qbpvdB")))
                      for codec, setting in QUALITY_CODECS]
-    return rows
+    return [replace(row, weights=weights) if row.codec == "mriae" else row for row in rows]
 
 
 def unsupported(row: Row, array: np.ndarray) -> str | None:
@@ -192,12 +201,14 @@ def coder(row: Row, array: np.ndarray, affine: np.ndarray, info: dict) -> Coder:
         from mriae.codec import compress_image, decompress_image
         from mriae.fidelity import Fidelity
         from mriae.io import Image
+        from mriae.models.weights import DEFAULT_WEIGHTS
 
         fidelity = {"psnr": lambda: Fidelity.of(psnr=row.target), "bounded": lambda: Fidelity.of(max_error=row.target),
                     "lossless": lambda: Fidelity.of(lossless=True), "quality": lambda: int(row.target)}[row.mode]()
 
         def encode() -> bytes:
-            data, stats = compress_image(Image(array, affine, ".nii.gz", {}), fidelity)
+            data, stats = compress_image(Image(array, affine, ".nii.gz", {}), fidelity,
+                                         weights=row.weights or DEFAULT_WEIGHTS)
             info["note"] = f"coder {stats.coder}"
             info["package"] = str(Path(mriae.__file__).parent)
             return data
@@ -289,10 +300,16 @@ def child(spec: str) -> None:
     decode_s, decode_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     decode_peak = resident_mib("VmHWM")
     np.save(job["decoded"], np.asarray(decoded))
+    if row.codec == "mriae":  # after measuring: the weights file this child's mriae finds under that name
+        from mriae.models.weights import DEFAULT_WEIGHTS, weights_path
+
+        weights = weights_path(row.weights or DEFAULT_WEIGHTS).read_bytes()
+        info["weights_sha256"] = hashlib.sha256(weights).hexdigest()[:16]
     print(json.dumps({"compressed_bytes": len(data), "encode_s": encode_s, "decode_s": decode_s,
                       "encode_cpu_s": encode_cpu_s, "decode_cpu_s": decode_cpu_s,
                       "baseline_mib": baseline, "encode_peak_mib": encode_peak, "decode_peak_mib": decode_peak,
-                      "note": info.get("note", ""), "package": info.get("package", "")}))
+                      "note": info.get("note", ""), "package": info.get("package", ""),
+                      "weights_sha256": info.get("weights_sha256", "")}))
 
 
 # ---------------------------------------------------------------- measuring (the parent)
@@ -367,12 +384,13 @@ def measure(row: Row, source: Source, original: np.ndarray, scratch: Path) -> Ro
 
 
 def run_volume(volume: str, split: str, source: Source, modes: Iterable[str], log: Callable[[str], None],
-               psnr_targets: Sequence[float] = PSNR_TARGETS) -> list[Row]:
-    """Measure every fidelity-mode row of one volume, one child process at a time."""
+               psnr_targets: Sequence[float] = PSNR_TARGETS, weights: str = "") -> list[Row]:
+    """Measure every fidelity-mode row of one volume, one child process at a time (mriae with
+    the installed weights called ``weights``; "": the default)."""
     original, _ = source()
     rows = []
     with tempfile.TemporaryDirectory(prefix="mriae-fidelity-") as scratch:
-        for row in cases(volume, split, original, modes, psnr_targets):
+        for row in cases(volume, split, original, modes, psnr_targets, weights):
             row = measure(row, source, original, Path(scratch))
             rows.append(row)
             mark = "" if row.valid or row.note.startswith("n/a") else "  ✗"
@@ -403,6 +421,34 @@ def fmt(value: float, spec: str = ".3f", suffix: str = "") -> str:
     return "n/a" if not math.isfinite(value) else f"{value:{spec}}{suffix}"
 
 
+def split_cell(split: str, group: str) -> str:
+    """A volume's split column: "train", or "validation, <group>"."""
+    return f"{split}, {group}" if split == "validation" else split
+
+
+def mean_rows(values: dict[str, Sequence[float]], splits: dict[str, str], groups: dict[str, str],
+              trailing: int = 0) -> list[str]:
+    """Markdown rows "validation mean, <group> (n=…)" for each group of ``sources.GROUPS``,
+    then "validation mean, all (n=…)", of a table of percentages whose volume rows have two
+    leading columns (volume, split), the ``values`` volume → that row's values (nan: n/a), and
+    ``trailing`` more columns (left empty here). Training volumes are in no mean; a volume
+    missing from ``groups`` counts as OTHER. n: the group's validation volumes in the table; a
+    cell averaged over fewer (n/a values left out) says over how many."""
+    validation = [v for v in values if splits[v] == "validation"]
+    members = [(f"validation mean, {title}", [v for v in validation if groups.get(v, OTHER) == group])
+               for group, title in GROUPS.items()] + [("validation mean, all", validation)]
+    columns = len(next(iter(values.values()), ()))
+    lines = []
+    for title, names in members:
+        cells = []
+        for i in range(columns):
+            finite = [values[v][i] for v in names if math.isfinite(values[v][i])]
+            cells.append(f"{np.mean(finite):+.1f}%" + ("" if len(finite) == len(names) else f" (n={len(finite)})")
+                         if finite else "n/a")
+        lines.append(f"| **{title} (n={len(names)})** | | " + " | ".join(cells) + " |" + " |" * trailing)
+    return lines
+
+
 def pareto(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """The (rate, PSNR) points that no other point beats in both: by rising rate, rising PSNR."""
     front: list[tuple[float, float]] = []
@@ -430,8 +476,9 @@ def mriae_curve(volume: str, rd_points: Sequence, rows: Sequence[Row]) -> list[t
     return pareto(points)
 
 
-def psnr_tables(rd_points: Sequence, rows: Sequence[Row]) -> str:
-    """(a): BD-rate over 30–50 dB, and mriae's file at each PSNR target beside SPERR's rate there."""
+def psnr_tables(rd_points: Sequence, rows: Sequence[Row], groups: dict[str, str] | None = None) -> str:
+    """(a): BD-rate over 30–50 dB (with the validation mean of each group: ``groups``, volume →
+    group, see :func:`mean_rows`), and mriae's file at each PSNR target beside SPERR's rate there."""
     from mriae.evaluation.bdrate import bd_rate, rate_at
 
     anchors = ("sperr-3d", "jpeg2000-2d", "jpegxl-2d")
@@ -439,26 +486,28 @@ def psnr_tables(rd_points: Sequence, rows: Sequence[Row]) -> str:
     head = " | ".join(f"vs {TITLES[a]}" for a in anchors)
     lines = [f"| volume | split | {head} | interval (dB) | mriae points in 30–50 dB | vs SPERR, only points in 30–50 dB fitted |",
              "|---|---|" + "---|" * (len(anchors) + 3)]
-    means: list[list[float]] = [[] for _ in anchors]
+    groups = groups or {}
+    values: dict[str, list[float]] = {}
+    splits: dict[str, str] = {}
     for volume in volumes:
-        split = next(r.split for r in rows if r.volume == volume)
+        split = splits[volume] = next(r.split for r in rows if r.volume == volume)
+        values[volume] = []
         test = mriae_curve(volume, rd_points, rows)
         cells, interval = [], "n/a"
         for i, anchor in enumerate(anchors):
             curve = [(p.bits_per_voxel, p.psnr) for p in rd_points if p.volume == volume and p.codec == anchor]
             value, low, high = bd_rate_window(curve, test)
             cells.append(fmt(value, "+.1f", "%"))
+            values[volume].append(value)
             if i == 0 and math.isfinite(value):
                 interval = f"{low:.1f}–{high:.1f}"
-            if split == "validation" and math.isfinite(value):
-                means[i].append(value)
         sperr = [p for p in rd_points if p.volume == volume and p.codec == "sperr-3d"]
         inside = sum(BD_WINDOW[0] <= q <= BD_WINDOW[1] for _, q in test)
         library = bd_rate([p.bits_per_voxel for p in sperr], [p.psnr for p in sperr], [r for r, _ in test],
                           [q for _, q in test], psnr_limits=BD_WINDOW) if sperr and test else math.nan
-        lines.append(f"| {volume} | {split} | " + " | ".join(cells) + f" | {interval} | {inside} | {fmt(library, '+.1f', '%')} |")
-    lines.append("| **validation mean** | | " + " | ".join(
-        f"{np.mean(m):+.1f}% (n={len(m)})" if m else "n/a" for m in means) + " | | | |")
+        lines.append(f"| {volume} | {split_cell(split, groups.get(volume, OTHER))} | " + " | ".join(cells)
+                     + f" | {interval} | {inside} | {fmt(library, '+.1f', '%')} |")
+    lines += mean_rows(values, splits, groups, trailing=3)
     table = "\n".join(lines)
     detail = ["| volume | target | mriae bpv (whole file) | dB reached | coder | SPERR 3D bpv at that dB | mriae / SPERR |",
               "|---|---|---|---|---|---|---|"]
@@ -529,8 +578,9 @@ def speed_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def report(rd_points: Sequence, rows: Sequence[Row]) -> str:
-    """The fidelity-mode tables in Markdown."""
+def report(rd_points: Sequence, rows: Sequence[Row], groups: dict[str, str] | None = None) -> str:
+    """The fidelity-mode tables in Markdown (``groups``: volume → validation group, for the
+    means of the BD-rate table)."""
     parts = []
     if any(r.mode == "psnr" for r in rows):
         parts.append(f"(a) BD-rate over {BD_WINDOW[0]:g}–{BD_WINDOW[1]:g} dB, mriae's curve = its quality levels + its "
@@ -538,7 +588,7 @@ def report(rd_points: Sequence, rows: Sequence[Row]) -> str:
                      f"Cubics fitted through every point in {FIT_LIMITS[0]:g}–{FIT_LIMITS[1]:g} dB, their difference "
                      f"averaged over the interval shown (30–50 dB ∩ both curves). Last column: "
                      f"mriae.evaluation.bd_rate with psnr_limits=(30, 50), which fits only the points inside "
-                     f"(n/a under 4 points)\n\n" + psnr_tables(rd_points, rows))
+                     f"(n/a under 4 points)\n\n" + psnr_tables(rd_points, rows, groups))
     if any(r.mode == "bounded" for r in rows):
         parts.append("(b) Maximum absolute error E: bits/voxel (mriae: whole .mriae file; classical: codestream). "
                      "Bold: smallest that kept its bound; ✗: decoded beyond E (not counted); "

@@ -39,25 +39,44 @@ class Source:
         return array.astype(array.dtype.newbyteorder("=")), image.affine
 
 
+SKULL_ON = "skull-on"
+OTHER = "other"
+GROUPS = {SKULL_ON: "skull-on", OTHER: "others"}
+"""The validation groups (issue 13), each with its own mean in the tables, in table order →
+their title there: the skull-on heads, and every other validation volume."""
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A benchmark volume: ``split`` "train" (seen in training: reported, never in a
+    validation mean) or "validation"; its ``source``; and its validation ``group`` (one of
+    :data:`GROUPS`)."""
+
+    split: str
+    source: Source
+    group: str = OTHER
+
+
 def nifti(path: Path, index: int | None = None, unscaled: bool = False) -> Source:
     """Loader of a NIfTI (or PAR/REC) file's voxels and affine (see :class:`Source`)."""
     return Source(str(path), index, unscaled)
 
 
-def validation_heads(cache: str | Path | None = None) -> dict[str, tuple[str, Source]]:
-    """name → ("validation", loader) of the skull-on validation heads of issue 13, read from the
-    cache (``datacache.py``), whether fetched or not: a loader of a head that is not in the cache
-    raises FileNotFoundError naming the command that fetches it. Never used for training or
-    calibration."""
+def validation_heads(cache: str | Path | None = None) -> dict[str, Volume]:
+    """name → volume of the skull-on validation heads of issue 13 (group :data:`SKULL_ON`), read
+    from the cache (``datacache.py``), whether fetched or not: a loader of a head that is not in
+    the cache raises FileNotFoundError naming the command that fetches it. Never used for
+    training or calibration."""
     command = datacache.FETCH_COMMAND + (f" --cache {cache}" if cache else "")
-    return {name: ("validation", Source(str(datacache.validation_path(name, cache)), fetch=command))
+    return {name: Volume("validation", Source(str(datacache.validation_path(name, cache)), fetch=command), SKULL_ON)
             for name in datacache.VALIDATION_HEADS}
 
 
-def volumes() -> dict[str, tuple[str, Source]]:
-    """name → (split, loader) of the benchmark volumes, from installed packages, plus the
-    validation heads that have been fetched into the cache (so that a fresh clone runs offline).
-    The MNI152 template was used in training ("train"); the others are validation volumes."""
+def volumes() -> dict[str, Volume]:
+    """name → volume of the benchmarks, from installed packages, plus the validation heads
+    that have been fetched into the cache (so that a fresh clone runs offline). The MNI152
+    template was used in training ("train"); the others are validation volumes, the heads in
+    group :data:`SKULL_ON`, the rest in :data:`OTHER`."""
     import dipy
     import nilearn.datasets
 
@@ -65,10 +84,16 @@ def volumes() -> dict[str, tuple[str, Source]]:
     nibabel_data = Path(nib.__file__).parent / "tests" / "data"
     dipy_data = Path(dipy.__file__).parent / "data" / "files"
     return {
-        "mni152_t1_1mm": ("train", nifti(template)),
-        "example4d_vol0": ("validation", nifti(nibabel_data / "example4d.nii.gz", 0)),
-        "phantom_epi_vol0": ("validation", nifti(nibabel_data / "phantom_EPI_asc_CLEAR_2_1.PAR", 0, unscaled=True)),
-        "anatomical": ("validation", nifti(nibabel_data / "anatomical.nii")),
-        "aniso_vox": ("validation", nifti(dipy_data / "aniso_vox.nii.gz")),
-        "S0_10slices": ("validation", nifti(dipy_data / "S0_10slices.nii.gz")),
-    } | {name: entry for name, entry in validation_heads().items() if Path(entry[1].path).exists()}
+        "mni152_t1_1mm": Volume("train", nifti(template)),
+        "example4d_vol0": Volume("validation", nifti(nibabel_data / "example4d.nii.gz", 0)),
+        "phantom_epi_vol0": Volume("validation", nifti(nibabel_data / "phantom_EPI_asc_CLEAR_2_1.PAR", 0, unscaled=True)),
+        "anatomical": Volume("validation", nifti(nibabel_data / "anatomical.nii")),
+        "aniso_vox": Volume("validation", nifti(dipy_data / "aniso_vox.nii.gz")),
+        "S0_10slices": Volume("validation", nifti(dipy_data / "S0_10slices.nii.gz")),
+    } | {name: volume for name, volume in validation_heads().items() if Path(volume.source.path).exists()}
+
+
+def groups() -> dict[str, str]:
+    """name → validation group of every benchmark volume, the heads included whether fetched
+    or not (for tables redone from a CSV)."""
+    return {name: volume.group for name, volume in (validation_heads() | volumes()).items()}

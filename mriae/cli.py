@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +30,7 @@ try:  # Ctrl-C while the libraries load (seconds) ends like any interrupt
     from rich.text import Text
 
     from mriae import api
-    from mriae.codec import DEFAULT_QUALITY, CodecError, Stats
+    from mriae.codec import DEFAULT_QUALITY, CodecError, Stats, volumes_of
     from mriae.container import ContainerError
     from mriae.fidelity import Fidelity
     from mriae.header import Header, read_header
@@ -167,9 +167,12 @@ def fidelity_of(quality: int | None, max_error: float | None, lossless: bool, ps
         raise UsageError(f"bad {given[0]}: {one_line(error)}") from None
 
 
+CODER_WORDS = {"network": "network", "context": "context coder", "exact": "stored exactly"}
+
+
 def coder_words(stats: Stats) -> str:
     """How a file was coded, in words."""
-    return {"network": "network", "context": "context coder", "exact": "stored exactly"}.get(stats.coder, stats.coder)
+    return CODER_WORDS.get(stats.coder, stats.coder)
 
 
 def achieved(stats: Stats, header: Header) -> str:
@@ -481,6 +484,11 @@ def evaluate(
     psnr: Annotated[str | None, typer.Option("--psnr", help="PSNR targets in dB, e.g. 40,45.")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Also measure lossless.")] = False,
     slices_quality: Annotated[int, typer.Option(help="Quality level shown in slices.png.")] = DEFAULT_QUALITY,
+    map_path: Annotated[Path | None, typer.Option(
+        "--map", help="Also draw where that setting's bits and errors sit (PNG), with a table per region.")] = None,
+    brain_mask: Annotated[Path | None, typer.Option(
+        "--brain-mask", help="Brain mask (nonzero voxels) on the image's grid: the brain region of --map.")] = None,
+    volume: Annotated[int, typer.Option(help="Volume of a 4D image that --map shows, from 1.")] = 1,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -489,8 +497,11 @@ def evaluate(
     Measures the quality levels (all by default) and, if given, maximum errors, PSNR targets
     and lossless; each row reports the coder, the bound the file promises, the largest error
     measured and the fraction of voxels at the bound. slices.png shows --slices-quality if
-    measured, else the last lossy setting."""
+    measured, else the last lossy setting. --map OUT.png draws where that setting's bits and
+    errors sit (background, head, and brain with --brain-mask) and writes the table per region
+    to regions.csv."""
     from mriae.evaluation import evaluate_mriae, write_csv
+    from mriae.evaluation.maps import read_brain_mask, region_masks
     from mriae.evaluation.plots import rd_plot, slices_plot
     from mriae.io import read_image
 
@@ -500,22 +511,42 @@ def evaluate(
         lossy = [f for f in settings if not f.lossless] or settings
         shown_fidelity = Fidelity.of(quality=slices_quality) if slices_quality in levels else lossy[-1]
         shown = shown_fidelity.name
-        names = ("metrics.csv", "rd.png", "slices.png")
-        check_targets([output / name for name in names], force)
+        if map_path is None and (brain_mask is not None or volume != 1):
+            raise UsageError("--brain-mask and --volume go with --map")
+        names = ("metrics.csv", "rd.png", "slices.png") + ("regions.csv",) * (map_path is not None)
+        targets = [output / name for name in names] + [map_path] * (map_path is not None)
+        check_targets(targets, force)
         image = read_image(input)
         name = strip_suffix(input)
-        first = image.array.reshape(image.array.shape[:3] + (-1,), order="F")[..., 0]
-        with staging_folder(output, force) as scratch:  # the report appears whole or not at all
+        volumes = volumes_of(image.array)
+        if map_path is not None:
+            if not 1 <= volume <= volumes.shape[3]:
+                raise UsageError(f"--volume must be 1..{volumes.shape[3]} (got {volume})")
+            mapped = volumes[..., volume - 1]
+            brain = None
+            if brain_mask is not None:
+                with reported_errors(brain_mask, debug, "reading"):
+                    brain = read_brain_mask(brain_mask, mapped.shape, image.affine)
+            masks = region_masks(mapped, brain)
+        table: list[str] = []
+        with ExitStack() as staged:  # the report and the map appear whole or not at all
+            scratch = staged.enter_context(staging_folder(output, force))
+            map_scratch = staged.enter_context(staging_folder(map_path.parent, force)) if map_path else None
 
-            def draw_slices(point, reconstruction) -> None:
-                if point.setting == shown:
-                    restored = reconstruction.reshape(first.shape + (-1,), order="F")[..., 0]
-                    slices_plot(first, restored, scratch / "slices.png", image.spacing,
-                                f"{name}, {shown_fidelity}: {point.bits_per_voxel:.3f} bits/voxel, "
-                                f"PSNR {point.psnr:.2f} dB, max error {point.max_abs_error:g}")
+            def draw(point, reconstruction, data) -> None:
+                if point.setting != shown:
+                    return
+                restored = volumes_of(reconstruction)
+                title = (f"{name}, {shown_fidelity}: {point.bits_per_voxel:.3f} bits/voxel, "
+                         f"PSNR {point.psnr:.2f} dB, max error {point.max_abs_error:g}")
+                slices_plot(volumes[..., 0], restored[..., 0], scratch / "slices.png", image.spacing, title)
+                if map_path is not None:
+                    table.extend(draw_map(mapped, restored[..., volume - 1], data, volume, masks, point.coder,
+                                          map_scratch / map_path.name, scratch / "regions.csv", image.spacing,
+                                          title + (f"; volume {volume}" if volumes.shape[3] > 1 else "")))
 
             points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, fidelities=others,
-                                    on_point=draw_slices)
+                                    on_point=draw)
             write_csv(points, scratch / "metrics.csv")
             rd_plot({f"{name} {tuple(image.array.shape)}": points}, scratch / "rd.png")
         say(f"{'setting':>12} {'coder':>8} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
@@ -527,7 +558,30 @@ def evaluate(
             say(f"{fidelity!s:>12} {p.coder:>8} {p.bits_per_voxel:>10.4f} {ratio:>6.1f}× {p.psnr:>8.2f} "
                 f"{p.ssim:>7.4f} {p.max_abs_error:>9.4g} {p.bound:>7.4g} {at_bound:>8} {p.encode_s:>6.2f} "
                 f"{p.decode_s:>6.2f}")
-        say(f"report: {', '.join(str(output / name) for name in names)}")
+        for line in table:
+            say(line)
+        say(f"report: {', '.join(str(target) for target in targets)}")
+
+
+def draw_map(original: np.ndarray, decoded: np.ndarray, data: bytes, volume: int, masks: dict[str, np.ndarray],
+             coder: str, figure: Path, csv: Path, spacing: tuple[float, ...], title: str) -> list[str]:
+    """Where the bits and errors of ``volume`` (from 1) of the .mriae ``data`` sit: the figure
+    at ``figure``, the per-region numbers at ``csv``; returns the lines `mriae evaluate` prints."""
+    from mriae.evaluation import write_csv
+    from mriae.evaluation.maps import RegionStats, latent_bits, region_stats, region_table
+    from mriae.evaluation.plots import map_plot
+
+    bits = latent_bits(data, volume - 1)
+    stats = region_stats(original, decoded, masks, bits)
+    write_csv(stats, csv, RegionStats)
+    notes = [] if "brain" in masks else ["brain: not available without --brain-mask (head includes the brain)"]
+    no_bits = f"bits: none per latent position: only network volumes have latents (this file: {CODER_WORDS[coder]})"
+    if bits is None:
+        notes.append(no_bits)
+    lines = [f"regions of volume {volume}:", *region_table(stats), *notes]
+    map_plot(original, decoded, None if bits is None else bits.on_image_grid(), masks, lines[1:], figure, spacing,
+             title, no_bits)
+    return lines
 
 
 @app.command()

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import ClassVar
 
 import numpy as np
@@ -104,15 +105,16 @@ def volumes_of(array: np.ndarray) -> np.ndarray:
     return array.reshape(spatial_shape(array.shape) + (-1,), order="F")
 
 
-def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
-    """PSNR in dB with peak = max − min of ``original`` over all voxels (computed on a
-    common scale, so that values near the float64 limits do not overflow)."""
+def psnr(original: np.ndarray, reconstruction: np.ndarray, peak: float | None = None) -> float:
+    """PSNR in dB with ``peak`` = max − min of ``original`` over all voxels unless given (e.g.
+    the whole volume's, for a region of it); computed on a common scale, so that values near
+    the float64 limits do not overflow."""
     original = np.asarray(original, dtype=np.float64)
     reconstruction = np.asarray(reconstruction, dtype=np.float64)
     scale = max(float(np.abs(original).max()), float(np.abs(reconstruction).max()), 1.0)
     original, reconstruction = original / scale, reconstruction / scale
     mse = float(np.mean((original - reconstruction) ** 2))
-    peak = float(original.max() - original.min())
+    peak = float(original.max() - original.min()) if peak is None else peak / scale
     if mse == 0:
         return float("inf")
     return float(20 * np.log10(peak) - 10 * np.log10(mse)) if peak > 0 else float("-inf")
@@ -471,12 +473,9 @@ def decompress_image(data: bytes, progress: Progress | None = None, limits: Limi
     """
     header, chunks = read(data, limits)
     image = header.image
-    codec, grid = _decoder_of(header) if header.learned else (None, None)
+    codec, grid = decoder_of(header) if header.learned else (None, None)
     array = np.empty(image.volume_shape + (image.volume_count,), dtype=image.dtype)
-    position = 0
-    for index, volume in enumerate(header.volumes):
-        parts = chunks[position : position + volume.chunks]
-        position += volume.chunks
+    for index, (volume, parts) in enumerate(volume_chunks(header, chunks)):
         try:
             array[..., index] = _decode_volume(codec, grid, header, volume, parts)
         except (StreamError, exact.ExactError, coder.CoderError) as error:
@@ -486,7 +485,13 @@ def decompress_image(data: bytes, progress: Progress | None = None, limits: Limi
     return Image(array.reshape(image.shape, order="F"), image.affine, image.suffix, image.source)
 
 
-def _decoder_of(header: Header) -> tuple[Codec, GridPlan]:
+def volume_chunks(header: Header, chunks: tuple[bytes, ...]) -> list[tuple[VolumeInfo, tuple[bytes, ...]]]:
+    """Each volume's record with its own chunks (its code, then its outliers if any)."""
+    ends = accumulate(volume.chunks for volume in header.volumes)
+    return [(volume, chunks[end - volume.chunks : end]) for volume, end in zip(header.volumes, ends)]
+
+
+def decoder_of(header: Header) -> tuple[Codec, GridPlan]:
     """The installed weights a lossy file names (checked by SHA-256 prefix) and its grid."""
     try:
         codec = load_codec(header.model_name)

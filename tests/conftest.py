@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import struct
 from pathlib import Path
 
 import nibabel as nib
@@ -47,6 +48,13 @@ def anatomy(mni: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, low: float
     if np.dtype(dtype).kind in "iu":
         values = np.rint(values)
     return values.astype(dtype).reshape(shape, order="F")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
 
 
 def run_mriae(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

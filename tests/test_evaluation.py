@@ -6,26 +6,18 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NIBABEL_DATA
+from conftest import NIBABEL_DATA, png_size
 
 from mriae.evaluation import RDPoint, bd_rate, max_abs_error, psnr, read_csv, ssim, write_csv
 from mriae.evaluation.bdrate import rate_at
 from mriae.evaluation.metrics import ssim_map
 from mriae.evaluation.plots import rd_plot, slices_plot
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from a PNG's IHDR chunk."""
-    data = path.read_bytes()[:24]
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
 
 
 def anchor_curve(psnrs: np.ndarray) -> np.ndarray:

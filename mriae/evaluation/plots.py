@@ -5,6 +5,7 @@ Figures have fixed pixel sizes (no tight bounding box), so reports are comparabl
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from mriae.evaluation.report import RDPoint
 
 RD_SIZE = (8.0, 6.0)  # inches, at DPI → 800×600 pixels per panel
 SLICES_SIZE = (9.0, 9.0)  # → 900×900 pixels
+MAP_SIZE = (14.0, 11.0)  # → 1400×1100 pixels
+OUTLINE_COLOURS = ("tab:red", "tab:cyan")
+ERROR_PERCENTILE = 99.9
+"""The map's error colours saturate here: a few large errors would leave the rest black."""
 DPI = 100
 
 
@@ -102,6 +107,22 @@ def slice_aspects(spacing: Sequence[float]) -> list[float]:
     return [sy / sx, sz / sx, sz / sy]
 
 
+PLANES = ("axial", "coronal", "sagittal")
+"""The planes of :func:`central_slices`, in its order."""
+
+
+def _draw_column(axes, volume: np.ndarray, spacing: Sequence[float], name: str, cmap: str, vmin: float,
+                 vmax: float):
+    """Draw the central slices of ``volume`` down a column of three ``axes``; returns the last image."""
+    for ax, image, aspect in zip(axes, central_slices(volume), slice_aspects(spacing)):
+        shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", interpolation="nearest",
+                          aspect=aspect)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_title(name)
+    return shown
+
+
 def slices_plot(
     original: np.ndarray,
     reconstruction: np.ndarray,
@@ -117,23 +138,70 @@ def slices_plot(
     reconstruction = np.asarray(reconstruction, dtype=np.float64)
     low, high = float(original.min()), float(original.max())
     error = np.abs(original - reconstruction)
-    error_max = float(error.max()) or 1.0
     figure, axes = plt.subplots(3, 3, figsize=SLICES_SIZE, dpi=DPI)
-    columns = (("original", original, "gray", low, high), ("reconstruction", reconstruction, "gray", low, high),
-               ("|error|", error, "inferno", 0.0, error_max))
-    for col, (name, volume, cmap, vmin, vmax) in enumerate(columns):
-        planes = zip(("axial", "coronal", "sagittal"), central_slices(volume), slice_aspects(spacing))
-        for row, (plane, image, aspect) in enumerate(planes):
-            shown = axes[row, col].imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower",
-                                          interpolation="nearest", aspect=aspect)
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
-            if row == 0:
-                axes[row, col].set_title(name)
-            if col == 0:
-                axes[row, col].set_ylabel(plane)
-        if col == 2:
-            figure.colorbar(shown, ax=list(axes[:, col]), shrink=0.6, label="absolute error")
+    _draw_column(axes[:, 0], original, spacing, "original", "gray", low, high)
+    _draw_column(axes[:, 1], reconstruction, spacing, "reconstruction", "gray", low, high)
+    shown = _draw_column(axes[:, 2], error, spacing, "|error|", "inferno", 0.0, float(error.max()) or 1.0)
+    figure.colorbar(shown, ax=list(axes[:, 2]), shrink=0.6, label="absolute error")
+    for ax, plane in zip(axes[:, 0], PLANES):
+        ax.set_ylabel(plane)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+
+
+def _draw_outlines(axes, masks: Mapping[str, np.ndarray]) -> None:
+    """Outline each of ``masks`` on the central slices down a column of three ``axes``, with a legend."""
+    for (name, mask), colour in zip(masks.items(), OUTLINE_COLOURS):
+        for ax, plane in zip(axes, central_slices(mask.astype(np.float32))):
+            ax.contour(plane, levels=[0.5], colors=colour, linewidths=0.8)
+        axes[0].plot([], [], color=colour, label=name)
+    axes[0].legend(fontsize=7, loc="upper right")
+
+
+def map_plot(
+    original: np.ndarray,
+    decoded: np.ndarray,
+    bits: np.ndarray | None,
+    masks: Mapping[str, np.ndarray],
+    table: Sequence[str],
+    path: Path,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    title: str = "",
+    no_bits: str = "no latent bits",
+) -> None:
+    """Where bits and errors sit (:mod:`mriae.evaluation.maps`): central slices of the
+    original (outlined: the head, and the brain if ``masks`` has one), the decoded volume,
+    the absolute error and the latent ``bits`` on the image grid (colour bars for both), with
+    the per-region ``table`` below; ``no_bits`` says why the bits panel is empty when ``bits``
+    is None."""
+    plt = _pyplot()
+    original = np.asarray(original, dtype=np.float64)
+    decoded = np.asarray(decoded, dtype=np.float64)
+    low, high = float(original.min()), float(original.max())
+    error = np.abs(original - decoded)
+    figure = plt.figure(figsize=MAP_SIZE, dpi=DPI, layout="constrained")
+    grid = figure.add_gridspec(4, 4, height_ratios=(1, 1, 1, 0.3))
+    axes = np.array([[figure.add_subplot(grid[row, col]) for col in range(4)] for row in range(3)])
+    _draw_column(axes[:, 0], original, spacing, "original", "gray", low, high)
+    _draw_outlines(axes[:, 0], {"head": ~masks["background"], **{k: v for k, v in masks.items() if k == "brain"}})
+    _draw_column(axes[:, 1], decoded, spacing, "decoded", "gray", low, high)
+    saturated = float(np.percentile(error, ERROR_PERCENTILE)) or 1.0
+    shown = _draw_column(axes[:, 2], error, spacing, "|error|", "inferno", 0.0, saturated)
+    figure.colorbar(shown, ax=list(axes[:, 2]), shrink=0.6, extend="max", label="absolute error")
+    if bits is None:
+        for ax in axes[:, 3]:
+            ax.axis("off")
+        axes[1, 3].text(0.5, 0.5, textwrap.fill(no_bits, 30), ha="center", va="center", fontsize=9)
+    else:
+        shown = _draw_column(axes[:, 3], bits, spacing, "latent bits", "viridis", 0.0, float(bits.max()) or 1.0)
+        figure.colorbar(shown, ax=list(axes[:, 3]), shrink=0.6, label="bits per latent position")
+    for ax, plane in zip(axes[:, 0], PLANES):
+        ax.set_ylabel(plane)
+    text = figure.add_subplot(grid[3, :])
+    text.axis("off")
+    text.text(0.5, 0.5, "\n".join(table), ha="center", va="center", family="monospace", fontsize=9)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.savefig(path, dpi=DPI)

@@ -17,7 +17,7 @@ from mriae.codec import Stats
 from mriae.evaluation.metrics import max_abs_error, psnr, ssim
 from mriae.fidelity import Fidelity
 from mriae.header import read_header
-from mriae.models.weights import load_codec
+from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 
 
 @dataclass(frozen=True)
@@ -93,37 +93,40 @@ def evaluate_mriae(
     split: str = "validation",
     qualities: Iterable[int] | None = None,
     fidelities: Iterable[Fidelity] = (),
-    on_point: Callable[[RDPoint, np.ndarray], None] | None = None,
+    on_point: Callable[[RDPoint, np.ndarray, bytes], None] | None = None,
+    weights: str = DEFAULT_WEIGHTS,
 ) -> list[RDPoint]:
     """Compress and decompress ``array`` at each quality level, then at each of ``fidelities``
-    (maximum errors, PSNR targets, lossless). Without either, at every quality level; with
-    ``fidelities`` only, at those alone.
+    (maximum errors, PSNR targets, lossless). Without either, at every quality level (of
+    ``weights``); with ``fidelities`` only, at those alone. ``weights``: the installed weights
+    the network codes with (:func:`mriae.models.weights.load_codec`); the decoder reads them
+    from each file's header.
 
     Points are named by :attr:`mriae.fidelity.Fidelity.name` (``q5``, ``e2``, ``40dB``,
     ``lossless``), their codec by mode (:data:`MRIAE_CODECS`). ``on_point`` gets each point
-    with its reconstruction (e.g. to draw slices).
+    with its reconstruction and the .mriae bytes (e.g. to draw slices).
     """
     fidelities = list(fidelities)
-    levels = list(qualities or ([] if fidelities else load_codec().qualities))
+    levels = list(qualities or ([] if fidelities else load_codec(weights).qualities))
     points = []
     for fidelity in [Fidelity.of(quality=q) for q in levels] + fidelities:
         restored: list[np.ndarray] = []
         coded: list[tuple[bytes, Stats]] = []
         point = measure(volume, split, MRIAE_CODECS[mode_of(fidelity)], fidelity.name, array,
-                        partial(_mriae_encode, array, affine, fidelity, coded), partial(_mriae_decode, restored))
+                        partial(_mriae_encode, array, affine, fidelity, weights, coded), partial(_mriae_decode, restored))
         data, stats = coded[0]
         bound = read_header(data).max_error
         point = replace(point, coder=stats.coder, bound=math.inf if bound is None else bound,
                         at_bound=stats.at_bound if bound else 0.0)
         points.append(point)
         if on_point:
-            on_point(point, restored[0])
+            on_point(point, restored[0], data)
     return points
 
 
-def _mriae_encode(array: np.ndarray, affine: np.ndarray, fidelity: Fidelity, coded: list) -> bytes:
-    coded.append(api.compress(array, affine=affine, quality=fidelity.quality, max_error=fidelity.max_error,
-                              lossless=fidelity.lossless, psnr=fidelity.psnr))
+def _mriae_encode(array: np.ndarray, affine: np.ndarray, fidelity: Fidelity, weights: str, coded: list) -> bytes:
+    # api.compress of an array, with the weights it does not take as an argument
+    coded.append(api.compress_image(api.Image(array, api.checked_affine(affine)), fidelity, weights=weights))
     return coded[-1][0]
 
 
