@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mriae import api
-from mriae.codec import Stats
+from mriae.codec import Stats, compress_image, decompress_image
 from mriae.evaluation.metrics import max_abs_error, psnr, ssim
 from mriae.fidelity import Fidelity
 from mriae.header import read_header
+from mriae.io import Image
 from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 
 
@@ -125,13 +125,12 @@ def evaluate_mriae(
 
 
 def _mriae_encode(array: np.ndarray, affine: np.ndarray, fidelity: Fidelity, weights: str, coded: list) -> bytes:
-    # api.compress of an array, with the weights it does not take as an argument
-    coded.append(api.compress_image(api.Image(array, api.checked_affine(affine)), fidelity, weights=weights))
+    coded.append(compress_image(Image(array, np.asarray(affine, dtype=np.float64)), fidelity, weights=weights))
     return coded[-1][0]
 
 
 def _mriae_decode(restored: list[np.ndarray], data: bytes) -> np.ndarray:
-    restored.append(api.decompress(data).array)
+    restored.append(decompress_image(data).array)
     return restored[-1]
 
 
