@@ -2,22 +2,26 @@
 
 Outputs follow :mod:`mriae.io.atomic`: checked before any work, written whole or not at
 all, and an existing file (or the data file of a .mhd/.nhdr pair) is never replaced unless
-``force=True``.
+``force=True``. Importing this module does not import torch: the codec loads when something
+is compressed or decompressed, so that reading a file's header (``mriae info``) starts fast.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mriae.codec import Progress, Stats, compress_image, decompress_image
 from mriae.container import MAGIC, ContainerError
 from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import names_a_label_map
+
+if TYPE_CHECKING:
+    from mriae.codec import Progress, Stats
 
 PathLike = str | os.PathLike
 MAX_FILE_BYTES = 4 << 30
@@ -56,6 +60,8 @@ def compress(
     (FileExistsError if it exists, unless ``force``). An integer file whose name marks a
     label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
     """
+    from mriae.codec import compress_image
+
     fidelity = Fidelity.of(quality, max_error, lossless, psnr)
     if output is not None:
         refuse_replacing_the_input(source, output)
@@ -104,6 +110,8 @@ def decompress(
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``).
     """
+    from mriae.codec import decompress_image
+
     if output is not None:
         refuse_replacing_the_input(source, output)
         check_targets(image_files(output), force)

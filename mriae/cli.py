@@ -7,22 +7,24 @@ so that partial outputs are removed on the way out); ``--debug`` shows the trace
 instead. Outputs are checked before any work, written whole or not at all, and never
 replace a file without ``--force`` (:mod:`mriae.io.atomic`). A reader that goes away
 (``mriae info x.mriae | head -1``) ends the command quietly with exit code 141, as it ends
-``cat`` and ``gzip``.
+``cat`` and ``gzip``. Each command imports what it needs: ``mriae info`` and ``--help`` never
+load torch or MONAI (tests/test_startup.py).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Annotated
 
-try:  # Ctrl-C while the libraries load (seconds) ends like any interrupt
+try:  # Ctrl-C while the modules load ends like any interrupt
+    import json
+    import math
+    import os
+    import signal
+    from collections.abc import Callable, Iterator
+    from contextlib import ExitStack, contextmanager
+    from pathlib import Path
+    from typing import TYPE_CHECKING, Annotated
+
     import numpy as np
     import typer
     from rich.console import Console
@@ -30,24 +32,25 @@ try:  # Ctrl-C while the libraries load (seconds) ends like any interrupt
     from rich.text import Text
 
     from mriae import api
-    from mriae.codec import DEFAULT_QUALITY, CodecError, Stats, volumes_of
     from mriae.container import ContainerError
-    from mriae.fidelity import Fidelity
+    from mriae.fidelity import DEFAULT_QUALITY, Fidelity
+    from mriae.formats import MRIAE_SUFFIX
     from mriae.header import Header, read_header
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
-    from mriae.io.image import one_line, output_suffix, stored_scale
-    from mriae.models.weights import load_codec
+    from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
     raise SystemExit(130) from None
 
+if TYPE_CHECKING:
+    from mriae.codec import Stats
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
 console = Console(stderr=True)
-MRIAE_SUFFIX = ".mriae"
-EXPECTED_ERRORS = (ImageError, ContainerError, CodecError, OSError, ValueError, KeyError)
-"""Failures of the input or the environment, reported as they are; anything else is an
-internal error."""
+EXPECTED_ERRORS = (ImageError, ContainerError, OSError, ValueError, KeyError)
+"""Failures of the input or the environment (CodecError is a ValueError), reported as they
+are; anything else is an internal error."""
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
@@ -146,6 +149,8 @@ def check_not_input(source: Path, target: Path) -> None:
 
 def check_quality(quality: int) -> None:
     """UsageError unless ``quality`` is a level of the installed weights."""
+    from mriae.models.weights import load_codec
+
     levels = load_codec().qualities
     if quality not in levels:
         raise UsageError(f"--quality must be a level {level_range(levels)} (got {quality})")
@@ -198,12 +203,6 @@ def achieved(stats: Stats, header: Header) -> str:
 def level_range(levels: range) -> str:
     """``levels`` as ``first..last``."""
     return f"{levels.start}..{levels.stop - 1}"
-
-
-def strip_suffix(path: Path) -> str:
-    """File name without its image or .mriae suffix."""
-    suffix = output_suffix(path) or path.suffix
-    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
 @contextmanager
@@ -270,7 +269,7 @@ def compress(
     with reported_errors(input, debug, "compressing"):
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
-        target = output or input.with_name(strip_suffix(input) + MRIAE_SUFFIX)
+        target = output or input.with_name(file_stem(input) + MRIAE_SUFFIX)
         check_not_input(input, target)
         with volume_progress("compressing") as progress:
             data, stats = api.compress(input, target, quality=fidelity.quality, max_error=fidelity.max_error,
@@ -292,7 +291,7 @@ def decompress(
     """Restore an .mriae file to its original format, grid, dtype and header."""
     with reported_errors(input, debug, "decompressing"):
         data = api.read_mriae(input)
-        target = output or input.with_name(strip_suffix(input) + read_header(data).image.suffix)
+        target = output or input.with_name(file_stem(input) + read_header(data).image.suffix)
         if not output_suffix(target):
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
         check_not_input(input, target)
@@ -462,6 +461,8 @@ def evaluation_settings(qualities: str | None, max_errors: str | None, psnrs: st
     """(quality levels, other fidelities) that `mriae evaluate` measures: every level when
     no setting is given; otherwise the ones given, in the order: levels, PSNR targets from
     the lowest, maximum errors from the largest, lossless."""
+    from mriae.models.weights import load_codec
+
     others = (sorted(parse_numbers(psnrs, "--psnr", "dB, e.g. --psnr 40,45", lambda v: Fidelity.of(psnr=v)),
                      key=lambda f: f.psnr or 0)
               + sorted(parse_numbers(max_errors, "--max-error", "numbers ≥ 0, e.g. --max-error 1,5,20",
@@ -500,6 +501,7 @@ def evaluate(
     measured, else the last lossy setting. --map OUT.png draws where that setting's bits and
     errors sit (background, head, and brain with --brain-mask) and writes the table per region
     to regions.csv."""
+    from mriae.codec import volumes_of
     from mriae.evaluation import evaluate_mriae, write_csv
     from mriae.evaluation.maps import read_brain_mask, region_masks
     from mriae.evaluation.plots import rd_plot, slices_plot
@@ -517,7 +519,7 @@ def evaluate(
         targets = [output / name for name in names] + [map_path] * (map_path is not None)
         check_targets(targets, force)
         image = read_image(input)
-        name = strip_suffix(input)
+        name = file_stem(input)
         volumes = volumes_of(image.array)
         if map_path is not None:
             if not 1 <= volume <= volumes.shape[3]:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mriae import container, exact
+from mriae.entropy_coder.stream import StreamError, decode_symbols, encode_symbols
 from mriae.fidelity import DEFAULT_QUALITY, Fidelity
 from mriae.header import (
     EXACT_INTEGER,
@@ -36,7 +37,6 @@ from mriae.header import (
 )
 from mriae.io import Image
 from mriae.limits import LimitError, Limits
-from mriae.models.entropy import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.predictive import coder, symmetry
 from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers
@@ -166,7 +166,7 @@ def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
 def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, quality: int) -> np.ndarray:
     """Reconstruction in [0, 1] on the original grid from quantized latent ``symbols``."""
     model = codec.model
-    latents = model.entropy_bottleneck.dequantize(symbols, codec.latent_steps(quality))
+    latents = model.entropy_bottleneck.dequantize(symbols, codec.level(quality).channel_steps)
     reconstruction = model.decode(latents, grid.levels)
     return from_network_grid(reconstruction, grid)
 
@@ -181,10 +181,10 @@ def symbols_checksum(symbols: np.ndarray) -> int:
 def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, int, np.ndarray]:
     """(chunk, checksum of its symbols, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
     latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
-    symbols = codec.model.entropy_bottleneck.quantize(latents, codec.latent_steps(quality))
+    symbols = codec.model.entropy_bottleneck.quantize(latents, codec.level(quality).channel_steps)
     integers = symbols[0].numpy().astype(np.int32)
     try:
-        chunk = encode_symbols(integers, codec.tables[quality - 1])
+        chunk = encode_symbols(integers, codec.level(quality).tables)
     except StreamError as error:
         raise UncodableError(str(error)) from error
     return chunk, symbols_checksum(integers), synthesize(codec, symbols, grid, quality)
@@ -195,7 +195,7 @@ def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int
 def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int, checksum: int | None) -> np.ndarray:
     """Reconstruction in [0, 1] of one volume from its chunk, its symbols verified against
     ``checksum`` (None: a version-3 file, which stored none)."""
-    symbols = decode_symbols(chunk, codec.tables[quality - 1], latent_shape(grid))
+    symbols = decode_symbols(chunk, codec.level(quality).tables, latent_shape(grid))
     if checksum is not None and symbols_checksum(symbols) != checksum:
         raise StreamError("the decoded latents do not match their checksum")
     latents = torch.from_numpy(symbols.astype(np.float32))[None]
@@ -249,7 +249,7 @@ def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: 
     if _beyond_float64(array):
         raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
-    codec.step(quality)  # checks the quality level before any work
+    codec.level(quality)  # checks the quality level before any work
     grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
     chunks, records = [], []
     reconstruction = np.empty(volumes.shape, dtype=array.dtype)

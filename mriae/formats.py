@@ -1,5 +1,7 @@
-"""Image file types mriae reads and writes (shared by the readers and the header parser,
+"""File types mriae reads and writes (shared by the readers and the header parser,
 which must not import the readers)."""
+
+MRIAE_SUFFIX = ".mriae"
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")

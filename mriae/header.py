@@ -25,7 +25,7 @@ from mriae.container import ContainerError, unpack
 from mriae.formats import SUFFIXES
 from mriae.limits import LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
-from mriae.transforms.geometry import GridPlan, plan_on
+from mriae.transforms.grid import GridPlan, plan_on
 
 _LAST_ROW = (0.0, 0.0, 0.0, 1.0)
 

@@ -17,7 +17,7 @@ from conftest import as_from_a_terminal
 from conftest import run_mriae as main
 
 import mriae
-from mriae import api
+from mriae import codec
 from mriae.io import Image, read_image, write_image
 
 LONG = "a-folder-name-long-enough-to-wrap-any-narrow-terminal-several-times-over"
@@ -114,7 +114,7 @@ def test_an_unwritable_output_folder_is_reported_before_the_work(scan: Path, tmp
     def no_work(*args, **kwargs):
         raise AssertionError("compression started before the output folder was checked")
 
-    monkeypatch.setattr(api, "compress_image", no_work)
+    monkeypatch.setattr(codec, "compress_image", no_work)
     (tmp_path / "a-file").write_bytes(b"")
     target = tmp_path / "a-file" / "out.mriae"
     code, out, err = main(monkeypatch, capsys, "compress", str(scan), "-o", str(target))
@@ -162,9 +162,9 @@ def test_sigterm_or_sighup_while_writing_leaves_nothing_behind(tmp_path: Path, s
     assert list(target.parent.iterdir()) == []
 
 
-def test_ctrl_c_during_start_up_is_one_line(small_mriae: Path):
-    process = start("info", str(small_mriae))
-    time.sleep(0.5)  # the libraries take seconds to load
+def test_ctrl_c_during_start_up_is_one_line(small_mriae: Path, tmp_path: Path):
+    process = start("decompress", str(small_mriae), "-o", str(tmp_path / "restored.nii.gz"))
+    time.sleep(1.0)  # decompress loads torch, which takes seconds (`mriae info` is done in a fraction of one)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (130, "", "interrupted\n")
@@ -174,7 +174,7 @@ def test_ctrl_c_during_a_command_is_one_line(scan: Path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api, "compress_image", interrupted)
+    monkeypatch.setattr(codec, "compress_image", interrupted)
     assert main(monkeypatch, capsys, "compress", str(scan)) == (130, "", "interrupted\n")
     assert not scan.with_suffix(".mriae").exists()
 
@@ -201,7 +201,7 @@ def test_out_of_memory_is_one_line(small_mriae: Path, tmp_path: Path, monkeypatc
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(api, "decompress_image", exhausted)
+    monkeypatch.setattr(codec, "decompress_image", exhausted)
     code, out, err = main(monkeypatch, capsys, "decompress", str(small_mriae), "-o", str(tmp_path / "x.nii"))
     assert (code, out, err) == (1, "", f"error: out of memory while decompressing {small_mriae}\n")
 
@@ -210,7 +210,7 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_it(small_mriae: Pat
     def bug(*args, **kwargs):
         return 1 / 0
 
-    monkeypatch.setattr(api, "decompress_image", bug)
+    monkeypatch.setattr(codec, "decompress_image", bug)
     code, out, err = main(monkeypatch, capsys, "decompress", str(small_mriae))
     assert (code, out) == (1, "")
     assert err == (f"error: {small_mriae}: internal error: ZeroDivisionError: division by zero "

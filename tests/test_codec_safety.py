@@ -13,9 +13,9 @@ from conftest import anatomy
 import mriae
 from mriae import container
 from mriae.codec import CodecError, UncodableError, psnr
+from mriae.entropy_coder.stream import ESCAPE_LIMIT, StreamError, encode_symbols
 from mriae.header import HeaderError, read_header
 from mriae.limits import LimitError
-from mriae.models.entropy import ESCAPE_LIMIT, StreamError, encode_symbols
 from mriae.models.weights import load_codec
 
 
@@ -119,13 +119,13 @@ def test_latents_that_do_not_match_their_stored_checksum_are_an_error(coded):
 
 
 def test_a_symbol_beyond_the_escape_range_is_an_error_at_encode_time_not_a_clipped_value():
-    tables = load_codec().tables[4]
+    tables = load_codec().level(5).tables
     symbols = np.zeros((len(tables), 2, 2, 2), dtype=np.int32)
     symbols[3, 1, 0, 1] = ESCAPE_LIMIT + 10_000
     with pytest.raises(StreamError, match="beyond the coder's range of ±1048576"):
         encode_symbols(symbols, tables)
     symbols[3, 1, 0, 1] = ESCAPE_LIMIT // 2  # escaped, within range: exact
-    from mriae.models.entropy import decode_symbols
+    from mriae.entropy_coder.stream import decode_symbols
     assert np.array_equal(decode_symbols(encode_symbols(symbols, tables), tables, (2, 2, 2)), symbols)
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from mriae.entropy_coder.context import CONTEXTS, all_contexts, anchor_mask, channel_contexts
+from mriae.entropy_coder.stream import ESCAPE_LIMIT, decode_symbols, encode_symbols, with_context_rows
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.context import CONTEXTS, all_contexts, anchor_mask, channel_contexts
-from mriae.models.entropy import ESCAPE_LIMIT, decode_symbols, encode_symbols, with_context_rows
 
 
 @pytest.fixture(scope="module")
@@ -133,13 +133,13 @@ def test_integer_tables_reproduce_the_coders_own_quantization_of_the_shipped_tab
     still decode, and from now on the coder only ever sees exact integers."""
     import constriction
 
-    from mriae.models.entropy import PRECISION, fixed_point
+    from mriae.entropy_coder.stream import PRECISION, fixed_point
     from mriae.models.weights import load_codec
 
     categorical = constriction.stream.model.Categorical(perfect=False)
     rng = np.random.default_rng(5)
-    for level in load_codec().tables:
-        for table in level[::16]:
+    for level in load_codec().levels:
+        for table in level.tables[::16]:
             frequencies = table.frequencies
             assert frequencies.min() >= 1 and (frequencies.sum(axis=1) == 1 << PRECISION).all()
             assert np.array_equal(fixed_point(table.coding_rows), frequencies)  # a fixed point

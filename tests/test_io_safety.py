@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from conftest import NIBABEL_DATA
 
 import mriae
-from mriae import api
+from mriae import api, codec
 from mriae.container import ContainerError
 from mriae.io import Image, ImageError, atomic, image_files, read_image, write_bytes_atomic, write_image
 
@@ -154,8 +154,8 @@ def test_an_unwritable_output_folder_is_reported_before_any_work(tmp_path: Path,
     def no_work(*args, **kwargs):
         raise AssertionError("compression started before the output folder was checked")
 
-    monkeypatch.setattr(api, "compress_image", no_work)
-    monkeypatch.setattr(api, "decompress_image", no_work)
+    monkeypatch.setattr(codec, "compress_image", no_work)
+    monkeypatch.setattr(codec, "decompress_image", no_work)
     for folder in unwritable_folders(tmp_path):
         with pytest.raises(OSError, match=r"cannot write to "):
             mriae.compress(np.zeros((4, 4, 4), np.uint8), folder / "out.mriae")
@@ -173,9 +173,9 @@ def test_api_keeps_existing_outputs_unless_forced(tmp_path: Path, monkeypatch):
     image_output.write_bytes(b"old")
 
     calls = []
-    real_compress, real_decompress = api.compress_image, api.decompress_image
-    monkeypatch.setattr(api, "compress_image", lambda *a, **k: calls.append("c") or real_compress(*a, **k))
-    monkeypatch.setattr(api, "decompress_image", lambda *a, **k: calls.append("d") or real_decompress(*a, **k))
+    real_compress, real_decompress = codec.compress_image, codec.decompress_image
+    monkeypatch.setattr(codec, "compress_image", lambda *a, **k: calls.append("c") or real_compress(*a, **k))
+    monkeypatch.setattr(codec, "decompress_image", lambda *a, **k: calls.append("d") or real_decompress(*a, **k))
     with pytest.raises(FileExistsError, match="out.mriae already exists"):
         mriae.compress(np.full((4, 4, 4), 7, np.uint8), output)
     with pytest.raises(FileExistsError, match="rec.nii.gz already exists"):

@@ -13,10 +13,10 @@ from conftest import REPO, png_size, run_mriae
 
 from mriae import api
 from mriae.codec import latent_shape, psnr
+from mriae.entropy_coder.stream import code_lengths, encode_symbols
 from mriae.evaluation.maps import LatentBits, head_mask, latent_bits, region_masks, region_stats
 from mriae.header import read
 from mriae.io import Image, read_image, write_image
-from mriae.models.entropy import code_lengths, encode_symbols
 from mriae.models.weights import load_codec
 from mriae.transforms.geometry import plan_on
 
@@ -54,7 +54,7 @@ def mni_q5() -> tuple[Image, bytes]:
 
 
 def test_code_lengths_add_up_to_the_stream():
-    tables = load_codec().tables[4]
+    tables = load_codec().level(5).tables
     rng = np.random.default_rng(1)
     symbols = np.rint(rng.laplace(0, 1.5, (len(tables), 6, 7, 8))).astype(np.int32)
     symbols[:, 0, 0, :3] = [-5000, 300, 70000]  # escapes, far outside every table

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from mriae.models.context import CONTEXTS
+from mriae.entropy_coder.context import CONTEXTS
 from mriae.models.weights import WEIGHTS_FORMAT
 from mriae.training.config import TrainConfig
 

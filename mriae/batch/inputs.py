@@ -11,9 +11,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from mriae.io.image import output_suffix
+from mriae.formats import MRIAE_SUFFIX
+from mriae.io.image import file_stem, output_suffix
 
-MRIAE_SUFFIX = ".mriae"
 MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
 
@@ -96,11 +96,8 @@ def output_path(item: Item, output_root: Path, decompress: bool, restored_suffix
     Decompressing, the restored file is the .mriae name's stem plus ``restored_suffix`` (the
     image suffix recorded in the file; without it, the path of the stem alone).
     """
-    name = item.relative.name
-    if decompress:
-        return output_root / item.relative.parent / (name.removesuffix(MRIAE_SUFFIX) + restored_suffix)
-    suffix = output_suffix(item.relative) or item.relative.suffix
-    return output_root / item.relative.parent / (name[: len(name) - len(suffix)] + MRIAE_SUFFIX)
+    stem = file_stem(item.relative) + (restored_suffix if decompress else MRIAE_SUFFIX)
+    return output_root / item.relative.parent / stem
 
 
 def inside(target: Path, output_root: Path, source: Path) -> Path:

@@ -3,7 +3,7 @@ head, and the numbers per region (``mriae evaluate --map``).
 
 **Bits.** A network-coded volume's latent symbols are decoded from its file, and each
 symbol's ideal code length, −log2 p, is taken under exactly the tables and contexts the
-coder used (:func:`mriae.models.entropy.code_lengths`); summed over the channels, they give
+coder used (:func:`mriae.entropy_coder.stream.code_lengths`); summed over the channels, they give
 the bits of each latent position, which add up to the volume's chunk to within the coder's
 final state (a few words). On the image grid, each voxel is shown the bits of the latent
 position whose footprint covers it (2**levels voxels per axis of the network grid; the
@@ -27,10 +27,10 @@ import torch
 from scipy import ndimage
 
 from mriae.codec import decoder_of, latent_shape, psnr, volume_chunks
+from mriae.entropy_coder.stream import code_lengths, decode_symbols
 from mriae.evaluation.metrics import max_abs_error
 from mriae.header import read
 from mriae.io import read_image
-from mriae.models.entropy import code_lengths, decode_symbols
 from mriae.transforms.geometry import GridPlan, from_network_grid
 
 HEAD_FRACTION = 0.1
@@ -77,7 +77,7 @@ def latent_bits(data: bytes, volume: int = 0) -> LatentBits | None:
     shape = latent_shape(grid)
     if not parts[0]:  # a constant volume: nothing coded
         return LatentBits(np.zeros(shape), grid)
-    tables = codec.tables[header.quality - 1]
+    tables = codec.level(header.quality).tables
     return LatentBits(code_lengths(decode_symbols(parts[0], tables, shape), tables).sum(axis=0), grid)
 
 

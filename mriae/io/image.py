@@ -4,7 +4,8 @@ NIfTI-1/NIfTI-2 single files (.nii, .nii.gz) are read with nibabel; the original
 bytes (with extensions) are kept verbatim and written back in front of the reconstructed
 voxels, so qform/sform, pixdim, units, intent, scl_slope/inter, descrip and extensions come
 back unchanged. NRRD and MetaImage (.nrrd, .nhdr, .mha, .mhd) go through SimpleITK, whose
-geometry and metadata dictionary are kept.
+geometry and metadata dictionary are kept. Both libraries load on first use: the suffix and
+header helpers here serve ``mriae info``, which must start fast.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from mriae.formats import NIFTI_SUFFIXES, SUFFIXES
 from mriae.io.atomic import check_targets, staging_folder
 from mriae.limits import LimitError, Limits
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 PAIR_SUFFIXES = (".mhd", ".nhdr")
 """Header files whose voxels go to a data file beside them."""
@@ -66,15 +69,21 @@ LABEL_WORDS = frozenset({"mask", "dseg", "aseg", "aparc", "wmparc", "seg", "labe
 
 def names_a_label_map(path: str | os.PathLike) -> bool:
     """True if ``path``'s file name says it holds labels or a mask (see LABEL_WORDS)."""
-    name = Path(path).name.lower()
-    stem = name[: len(name) - len(output_suffix(Path(name)))] if output_suffix(Path(name)) else name
-    return not LABEL_WORDS.isdisjoint(re.split(r"[_.\-+]", stem))
+    return not LABEL_WORDS.isdisjoint(re.split(r"[_.\-+]", file_stem(path).lower()))
 
 
 def output_suffix(path: Path) -> str:
     """The recognised image suffix of ``path`` ('' if none)."""
     name = path.name.lower()
     return next((s for s in SUFFIXES if name.endswith(s)), "")
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """``path``'s file name without its image suffix (``.nii.gz`` whole), or else without its
+    last suffix (``.mriae``): the name its outputs are given."""
+    path = Path(path)
+    suffix = output_suffix(path) or path.suffix
+    return path.name[: len(path.name) - len(suffix)]
 
 
 def image_files(path: str | os.PathLike) -> list[Path]:
@@ -91,7 +100,7 @@ def image_files(path: str | os.PathLike) -> list[Path]:
         raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
     if suffix not in PAIR_SUFFIXES:
         return [path]
-    return [path.with_name(path.name[: -len(suffix)] + ".raw"), path]
+    return [path.with_name(file_stem(path) + ".raw"), path]
 
 
 def read_image(path: str | os.PathLike) -> Image:
@@ -131,6 +140,8 @@ def one_line(error: BaseException) -> str:
 
 
 def _read_nifti(path: Path, suffix: str) -> Image:
+    import nibabel as nib
+
     loaded = nib.load(path)
     if not isinstance(loaded, (nib.Nifti1Image, nib.Nifti2Image)) or loaded.header["magic"] not in (b"n+1", b"n+2"):
         raise ImageError(f"{path}: not a single-file NIfTI-1/NIfTI-2 image")
@@ -207,6 +218,8 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 def _read_itk(path: Path, suffix: str) -> Image:
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     with _native_stderr_silenced():
@@ -253,7 +266,7 @@ def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) 
             _write_nifti(image, staged)
         else:
             # SimpleITK recognises (and, for .mhd, writes) suffixes in lower case only
-            lower = staged.with_name(staged.name[: -len(suffix)] + suffix)
+            lower = staged.with_name(file_stem(staged) + suffix)
             _write_itk(image, lower)
             lower.rename(staged)
 
@@ -273,6 +286,8 @@ def _write_nifti(image: Image, path: Path) -> None:
 def fresh_nifti_source(image: Image) -> dict:
     """NIfTI-1 header record for an image without one (an array, or an ITK file); booleans
     are stored as uint8 (NIfTI has no boolean type)."""
+    import nibabel as nib
+
     array = np.asarray(image.array)
     array = array.astype(np.uint8) if array.dtype == np.bool_ else array
     nifti = nib.Nifti1Image(array, image.affine)
@@ -326,6 +341,8 @@ def _fresh_itk_source(image: Image) -> dict:
 
 
 def _write_itk(image: Image, path: Path) -> None:
+    import SimpleITK as sitk
+
     source = image.source if image.source.get("kind") == "itk" else _fresh_itk_source(image)
     array = np.asarray(image.array, dtype=np.dtype(source["dtype"]).newbyteorder("=")).reshape(source["shape"])
     itk_image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))

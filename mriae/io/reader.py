@@ -25,9 +25,9 @@ from monai.utils import ensure_tuple
 
 from mriae.codec import decompress_image
 from mriae.container import ContainerError
+from mriae.formats import MRIAE_SUFFIX
 from mriae.io.image import Image
 
-MRIAE_SUFFIX = ".mriae"
 MONAI_META = "monai_meta"
 """Key of ``Image.source`` holding the JSON-able MONAI metadata a MetaTensor was compressed with."""
 

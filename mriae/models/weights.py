@@ -1,5 +1,5 @@
 """Shipped codec weights: network parameters plus, per quality, the channel quantization steps
-and the entropy coder's tables (one row per context of mriae.models.context).
+and the entropy coder's tables (one row per context of mriae.entropy_coder.context).
 
 A weights file is a plain ``torch.save`` dict of tensors, numbers and strings, loaded with
 ``weights_only=True``. Its SHA-256 identifies it in every ``.mriae`` file it writes.
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mriae.entropy_coder.stream import ChannelTable, with_context_rows
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.entropy import ChannelTable, with_context_rows
 
 WEIGHTS_FORMAT = 3
 DEFAULT_WEIGHTS = "default"
@@ -28,29 +28,34 @@ each channel's own step derives from it (EntropyBottleneck.channel_steps)."""
 
 
 @dataclass(frozen=True)
+class Level:
+    """One quality level of the weights: its nominal step, the quantization step of every
+    latent channel (C,), and the coding table of every channel."""
+
+    step: float
+    channel_steps: torch.Tensor
+    tables: tuple[ChannelTable, ...]
+
+
+@dataclass(frozen=True)
 class Codec:
     """A loaded model with its coding tables, ready to compress and decompress."""
 
     name: str
     sha256: str
     model: Autoencoder
-    steps: tuple[float, ...]
-    channel_steps: tuple[torch.Tensor, ...]
-    tables: tuple[tuple[ChannelTable, ...], ...]
+    levels: tuple[Level, ...]
+    """Quality levels 1 (smallest files) … ``len(levels)``, in order."""
 
     @property
     def qualities(self) -> range:
-        return range(1, len(self.steps) + 1)
+        return range(1, len(self.levels) + 1)
 
-    def step(self, quality: int) -> float:
+    def level(self, quality: int) -> Level:
+        """The coding settings of ``quality``; ValueError unless it is one of :attr:`qualities`."""
         if quality not in self.qualities:
-            raise ValueError(f"quality must be between 1 and {len(self.steps)}, got {quality}")
-        return self.steps[quality - 1]
-
-    def latent_steps(self, quality: int) -> torch.Tensor:
-        """Quantization step of every latent channel (C,) at ``quality``, as shipped."""
-        self.step(quality)
-        return self.channel_steps[quality - 1]
+            raise ValueError(f"quality must be between 1 and {len(self.levels)}, got {quality}")
+        return self.levels[quality - 1]
 
 
 def export(
@@ -102,12 +107,11 @@ def load_codec(name: str = DEFAULT_WEIGHTS) -> Codec:
     model = Autoencoder(AutoencoderConfig(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    tables = tuple(
-        tuple(
+    levels = tuple(
+        Level(float(step), level["channel_steps"], tuple(
             ChannelTable(int(offset), probabilities.numpy())
             for offset, probabilities in zip(level["offsets"], level["probabilities"])
-        )
-        for level in payload["tables"]
+        ))
+        for step, level in zip(payload["steps"], payload["tables"], strict=True)
     )
-    channel_steps = tuple(level["channel_steps"] for level in payload["tables"])
-    return Codec(name, hashlib.sha256(data).hexdigest(), model, tuple(payload["steps"]), channel_steps, tables)
+    return Codec(name, hashlib.sha256(data).hexdigest(), model, levels)

@@ -2,7 +2,7 @@
 
 A table is stored as counts scaled to about COUNT_SCALE (12 bits, every token that occurs
 keeps ≥ 1), and both sides expand it, in integer arithmetic, to frequencies ≥ 1 summing to
-2**PRECISION — the form constriction codes exactly (see mriae.models.entropy.fixed_point).
+2**PRECISION — the form constriction codes exactly (see mriae.entropy_coder.stream.fixed_point).
 """
 
 from __future__ import annotations

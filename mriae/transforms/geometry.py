@@ -9,45 +9,25 @@ per-axis strides need, and the inverse crops them off.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mriae.limits import Limits
-from mriae.transforms.grid import plan_grid
+from mriae.transforms.grid import GridPlan, plan_on
+
+if TYPE_CHECKING:
+    from monai.data import MetaTensor
 
 
-@dataclass(frozen=True)
-class GridPlan:
-    """Original grid → (optionally resampled) coding grid → padded network grid."""
-
-    shape: tuple[int, int, int]
-    affine: tuple[float, ...]  # 16 values, row-major
-    coding_shape: tuple[int, int, int]
-    coding_affine: tuple[float, ...]
-    padded_shape: tuple[int, int, int]
-    levels: tuple[int, int, int]
-
-    @property
-    def resampled(self) -> bool:
-        return self.coding_shape != self.shape or self.coding_affine != self.affine
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "GridPlan":
-        return cls(**{key: tuple(value) for key, value in record.items()})
-
-
-def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> "MetaTensor":
+def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> MetaTensor:
     from monai.data import MetaTensor  # MONAI is imported only when a volume is resampled
 
     return MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
 
 
-def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> "MetaTensor":
+def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> MetaTensor:
     from monai.transforms import Spacing
 
     return Spacing(pixdim=spacing, mode="bilinear", padding_mode="border", dtype=torch.float64)(_meta(volume, affine))
@@ -63,24 +43,6 @@ def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple
     Limits.from_environment().check_volume(expected, f"resampling to {'×'.join(f'{s:g}' for s in spacing)} mm gives a grid")
     probe = _resample_to_spacing(np.zeros(tuple(int(n) for n in shape[:3]), dtype=np.float32), affine, spacing)
     return plan_on(shape, affine, levels, tuple(int(n) for n in probe.shape[1:]), np.asarray(probe.affine))
-
-
-def plan_on(
-    shape: tuple[int, ...],
-    affine: np.ndarray,
-    levels: int,
-    coding_shape: tuple[int, ...] | None = None,
-    coding_affine: np.ndarray | None = None,
-) -> GridPlan:
-    """The plan of a volume of ``shape`` coded on its own grid, or on the given coding grid."""
-    shape = tuple(int(n) for n in shape[:3])
-    affine = np.asarray(affine, dtype=np.float64)
-    coding_shape = shape if coding_shape is None else tuple(int(n) for n in coding_shape)
-    coding_affine = affine if coding_affine is None else np.asarray(coding_affine, dtype=np.float64)
-    axis_levels, padded = plan_grid(coding_shape, levels)
-    return GridPlan(
-        shape, tuple(affine.ravel().tolist()), coding_shape, tuple(coding_affine.ravel().tolist()), padded, axis_levels
-    )
 
 
 def to_network_grid(volume: np.ndarray, grid: GridPlan) -> torch.Tensor:

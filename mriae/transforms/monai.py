@@ -29,11 +29,11 @@ from monai.utils import TraceKeys, ensure_tuple_rep, get_equivalent_dtype
 
 from mriae.codec import Stats, compress_image, decompress_image
 from mriae.fidelity import Fidelity
+from mriae.formats import MRIAE_SUFFIX
 from mriae.io.atomic import check_targets, write_bytes_atomic
-from mriae.io.image import Image, fresh_nifti_source, names_a_label_map, read_image
+from mriae.io.image import Image, file_stem, fresh_nifti_source, names_a_label_map, read_image
 from mriae.io.reader import (
     MONAI_META,
-    MRIAE_SUFFIX,
     MriaeReadError,
     decode_file,
     image_meta,
@@ -355,10 +355,6 @@ class SaveMriaed(MapTransform):
 
 def stem_of(source) -> str:
     """File name without its image suffix, from a path or a MetaTensor's ``filename_or_obj``."""
-    from mriae.io.image import output_suffix
-
     if isinstance(source, MetaTensor):
         source = source.meta.get("filename_or_obj", "image")
-    path = Path(str(source))
-    suffix = output_suffix(path) or path.suffix
-    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return file_stem(str(source))
