@@ -50,7 +50,8 @@ def network_voxels(volume: np.ndarray, grid: GridPlan, intensity: IntensityRange
     from the volume itself, its last slices repeated as padding (as mriae.transforms.geometry
     pads). A resampled grid needs the whole volume: it is resampled once, whole."""
     if grid.resampled:
-        resampled = to_network_grid(intensity.scale(volume), grid)[0, 0].numpy()
+        with single_threaded():
+            resampled = to_network_grid(intensity.scale(volume), grid)[0, 0].numpy()
         return lambda box: resampled[box_slices(box)]
 
     def block(box: Box) -> np.ndarray:
@@ -138,7 +139,9 @@ def reconstructed(codec: Codec, quality: int, grid: GridPlan, symbols: TileSymbo
     values = np.empty(box_shape(coding), dtype=np.float32)
     for box, voxels in _coding_pieces(codec, quality, symbols, coding):
         values[box_slices(box, coding)] = voxels
-    yield region, resample_region(values, grid, coding, region)
+    with single_threaded():
+        resampled = resample_region(values, grid, coding, region)
+    yield region, resampled
 
 
 def _coding_pieces(codec: Codec, quality: int, symbols: TileSymbols, region: Box) -> Iterator[tuple[Box, np.ndarray]]:

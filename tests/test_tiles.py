@@ -155,6 +155,16 @@ def test_a_region_of_a_resampled_grid_is_the_full_decodes_region_to_rounding(t1)
         assert np.abs(part - full[roi]).max() <= 1e-5 * float(volume.max())
 
 
+def test_an_image_grid_that_misses_the_coding_grid_takes_its_edge_values(t1):
+    """Found by fuzzing: a (forged) affine that puts the image far beyond its coding grid."""
+    data = compress_image(Image(t1.astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0])), 5, spacing=(1.0, 1.0, 1.5),
+                          tile_size=16)[0]
+    parsed = container.unpack(data)
+    parsed.header["image"]["affine32"][3] = 2**31  # the x origin, 2 147 km away
+    decoded = decompress_image(container.pack(parsed.header, parsed.chunks)).array
+    assert decoded.shape == t1.shape and np.array_equal(decoded, np.broadcast_to(decoded[:1], decoded.shape))
+
+
 def test_regions_of_context_coded_and_exact_volumes_are_cropped(t1):
     roi = (slice(3, 20), slice(10, 11), slice(30, 40))
     for data in (mriae.compress(t1, lossless=True)[0], mriae.compress((t1 > 300).astype(np.uint8))[0]):

@@ -110,12 +110,16 @@ def from_network_grid(tensor: torch.Tensor, grid: GridPlan) -> np.ndarray:
 def coding_region(grid: GridPlan, region: Box) -> Box:
     """The box of ``grid``'s coding grid that resampling back onto ``region`` of the original
     grid reads: the bilinear neighbours of every point it samples, and a voxel more on each
-    side for rounding, within the coding grid."""
+    side for rounding, within the coding grid (at least its edge voxels, which points beyond
+    it take)."""
     to_coding = np.linalg.inv(_affine(grid.coding_affine)) @ _affine(grid.affine)
     corners = np.array(list(itertools.product(*((start, stop - 1) for start, stop in region))), dtype=np.float64)
     points = corners @ to_coding[:3, :3].T + to_coding[:3, 3]
-    low, high = np.floor(points.min(axis=0)) - 1, np.floor(points.max(axis=0)) + 3
-    return tuple((int(max(a, 0)), int(min(b, n))) for a, b, n in zip(low, high, grid.coding_shape))
+    box = []
+    for first, last, n in zip(np.floor(points.min(axis=0)) - 1, np.floor(points.max(axis=0)) + 3, grid.coding_shape):
+        start = int(np.clip(first, 0, n - 1))
+        box.append((start, int(np.clip(last, start + 1, n))))
+    return tuple(box)
 
 
 def resample_region(values: np.ndarray, grid: GridPlan, coding: Box, region: Box) -> np.ndarray:
