@@ -102,10 +102,18 @@ def decompress(
     source: PathLike | bytes,
     output: PathLike | None = None,
     *,
+    roi: tuple[slice, slice, slice] | None = None,
     progress: Progress | None = None,
     force: bool = False,
 ) -> Image:
     """Decode .mriae bytes or a .mriae file to an :class:`~mriae.io.Image` (array + affine).
+
+    ``roi``: only this region of every 3D volume, three slices of voxel indices (x, y, z),
+    half-open like Python's, e.g. ``(slice(10, 74), slice(20, 84), slice(0, 64))``
+    (ValueError unless within the image and non-empty). It comes back as an image of the
+    region, its affine's origin moved to the region's first voxel, its header otherwise that
+    of a full decode. Network-coded volumes decode only the tiles the region needs;
+    bounded, lossless and exactly stored volumes are decoded whole and cropped.
 
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``).
@@ -116,7 +124,7 @@ def decompress(
         refuse_replacing_the_input(source, output)
         check_targets(image_files(output), force)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
-    image = decompress_image(data, progress=progress)
+    image = decompress_image(data, progress=progress, roi=roi)
     if output is not None:
         write_image(image, output, overwrite=force)
     return image

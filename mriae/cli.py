@@ -39,6 +39,7 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
     from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
+    from mriae.transforms.tiles import region_of
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
     raise SystemExit(130) from None
@@ -252,6 +253,26 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
+def parse_roi(text: str | None, shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+    """The region ``--roi x0:x1,y0:y1,z0:z1`` selects in a volume of ``shape`` (an omitted
+    bound is the axis's end, as in Python); UsageError unless three whole ranges within it."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 3 or any(part.count(":") != 1 for part in parts):
+            raise ValueError(text)
+        roi = tuple(slice(*(int(v) if v.strip() else None for v in part.split(":"))) for part in parts)
+    except ValueError:
+        raise UsageError(f"bad --roi '{text}': give x0:x1,y0:y1,z0:z1, voxel indices, half-open like Python "
+                         "slices") from None
+    try:
+        region_of(roi, shape)
+    except ValueError as error:
+        raise UsageError(f"bad --roi '{text}': {error}") from None
+    return roi  # type: ignore[return-value]
+
+
 @app.command()
 def compress(
     input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
@@ -285,18 +306,23 @@ def compress(
 def decompress(
     input: Annotated[Path, typer.Argument(help=".mriae file.")],
     output: Output = None,
+    roi: Annotated[str | None, typer.Option(
+        "--roi", help="Only this region, x0:x1,y0:y1,z0:z1 (voxel indices, half-open like Python slices), with its "
+        "own affine; network-coded files decode only the tiles it needs, others are decoded whole and cropped.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Restore an .mriae file to its original format, grid, dtype and header."""
+    """Restore an .mriae file to its original format, grid, dtype and header (or a region of it)."""
     with reported_errors(input, debug, "decompressing"):
         data = api.read_mriae(input)
-        target = output or input.with_name(file_stem(input) + read_header(data).image.suffix)
+        header = read_header(data)
+        region = parse_roi(roi, header.image.volume_shape)
+        target = output or input.with_name(file_stem(input) + header.image.suffix)
         if not output_suffix(target):
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
         check_not_input(input, target)
         with volume_progress("decompressing") as progress:
-            image = api.decompress(data, target, progress=progress, force=force)
+            image = api.decompress(data, target, roi=region, progress=progress, force=force)
         say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
 
 

@@ -7,18 +7,15 @@ batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from mriae import container, exact
-from mriae.entropy_coder.stream import StreamError, decode_symbols, encode_symbols
+from mriae.entropy_coder.stream import StreamError
 from mriae.fidelity import DEFAULT_QUALITY, Fidelity
 from mriae.header import (
     EXACT_INTEGER,
@@ -28,6 +25,7 @@ from mriae.header import (
     Header,
     HeaderError,
     ImageInfo,
+    Tiling,
     VolumeInfo,
     grid_of,
     grid_record,
@@ -36,12 +34,25 @@ from mriae.header import (
     read,
 )
 from mriae.io import Image
+from mriae.io.image import region_source
 from mriae.limits import LimitError, Limits
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.predictive import coder, symmetry
 from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers
-from mriae.transforms.geometry import GridPlan, from_network_grid, plan, to_network_grid
+from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed, symbols_checksum, tile_symbols
+from mriae.transforms.geometry import GridPlan, plan
 from mriae.transforms.intensity import IntensityRange, outlier_mask
+from mriae.transforms.tiles import (
+    TILE_SIZE,
+    TILE_SIZES,
+    Box,
+    TileGrid,
+    box_shape,
+    box_slices,
+    region_affine,
+    region_of,
+    whole,
+)
 
 Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
@@ -109,15 +120,10 @@ def psnr(original: np.ndarray, reconstruction: np.ndarray, peak: float | None = 
     """PSNR in dB with ``peak`` = max − min of ``original`` over all voxels unless given (e.g.
     the whole volume's, for a region of it); computed on a common scale, so that values near
     the float64 limits do not overflow."""
-    original = np.asarray(original, dtype=np.float64)
-    reconstruction = np.asarray(reconstruction, dtype=np.float64)
-    scale = max(float(np.abs(original).max()), float(np.abs(reconstruction).max()), 1.0)
-    original, reconstruction = original / scale, reconstruction / scale
-    mse = float(np.mean((original - reconstruction) ** 2))
-    peak = float(original.max() - original.min()) if peak is None else peak / scale
-    if mse == 0:
-        return float("inf")
-    return float(20 * np.log10(peak) - 10 * np.log10(mse)) if peak > 0 else float("-inf")
+    original, reconstruction = np.asarray(original), np.asarray(reconstruction)
+    tally = _Tally(_common_scale(original, reconstruction))
+    tally.add(original, reconstruction)
+    return tally.psnr(peak)
 
 
 def check_codable(array: np.ndarray) -> None:
@@ -145,63 +151,6 @@ def is_label_map(array: np.ndarray) -> bool:
     return np.unique(array).size <= LABEL_VALUES
 
 
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch on one intra-op thread: conv results (in the last bits) depend on the
-    thread count, so fixing it makes encoding and decoding independent of the machine's
-    thread settings. Parallelism comes from coding several volumes/files at once."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def latent_shape(grid: GridPlan) -> tuple[int, int, int]:
-    """Spatial shape of the latents of a volume on ``grid``."""
-    return tuple(n >> k for n, k in zip(grid.padded_shape, grid.levels))  # type: ignore[return-value]
-
-
-def synthesize(codec: Codec, symbols: torch.Tensor, grid: GridPlan, quality: int) -> np.ndarray:
-    """Reconstruction in [0, 1] on the original grid from quantized latent ``symbols``."""
-    model = codec.model
-    latents = model.entropy_bottleneck.dequantize(symbols, codec.level(quality).channel_steps)
-    reconstruction = model.decode(latents, grid.levels)
-    return from_network_grid(reconstruction, grid)
-
-
-def symbols_checksum(symbols: np.ndarray) -> int:
-    """CRC-32 of a volume's latent symbols (int32, little-endian, C order)."""
-    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
-
-
-@torch.no_grad()
-@single_threaded()
-def encode_volume(codec: Codec, volume: np.ndarray, grid: GridPlan, quality: int) -> tuple[bytes, int, np.ndarray]:
-    """(chunk, checksum of its symbols, reconstruction in [0, 1]) of one volume scaled to [0, 1]."""
-    latents = codec.model.encode(to_network_grid(volume, grid), grid.levels)
-    symbols = codec.model.entropy_bottleneck.quantize(latents, codec.level(quality).channel_steps)
-    integers = symbols[0].numpy().astype(np.int32)
-    try:
-        chunk = encode_symbols(integers, codec.level(quality).tables)
-    except StreamError as error:
-        raise UncodableError(str(error)) from error
-    return chunk, symbols_checksum(integers), synthesize(codec, symbols, grid, quality)
-
-
-@torch.no_grad()
-@single_threaded()
-def decode_volume(codec: Codec, chunk: bytes, grid: GridPlan, quality: int, checksum: int | None) -> np.ndarray:
-    """Reconstruction in [0, 1] of one volume from its chunk, its symbols verified against
-    ``checksum`` (None: a version-3 file, which stored none)."""
-    symbols = decode_symbols(chunk, codec.level(quality).tables, latent_shape(grid))
-    if checksum is not None and symbols_checksum(symbols) != checksum:
-        raise StreamError("the decoded latents do not match their checksum")
-    latents = torch.from_numpy(symbols.astype(np.float32))[None]
-    return synthesize(codec, latents, grid, quality)
-
-
 def compress_image(
     image: Image,
     fidelity: Fidelity | int = DEFAULT_QUALITY,
@@ -210,6 +159,7 @@ def compress_image(
     original_bytes: int | None = None,
     progress: Progress | None = None,
     label_map: bool = False,
+    tile_size: int = TILE_SIZE,
 ) -> tuple[bytes, Stats]:
     """Compress ``image`` into .mriae bytes at ``fidelity`` (a :class:`Fidelity`, or a
     quality level); also returns the achieved :class:`Stats`, measured on exactly what the
@@ -219,12 +169,15 @@ def compress_image(
     caller knows it holds labels: ``label_map``) are coded exactly. Otherwise a quality
     level codes through the network (outlier voxels stored exactly beside the code); a
     maximum error or lossless through the 3D context coder; a PSNR through whichever of the
-    two gives the smaller file. Raises UncodableError for an image that cannot be coded as
-    promised, or whose file its decoder would refuse (the header is parsed back, with the
-    decoder's limits, before returning).
+    two gives the smaller file. The network codes in tiles of ``tile_size`` voxels per axis
+    (mriae.transforms.tiles; one of TILE_SIZES). Raises UncodableError for an image that
+    cannot be coded as promised, or whose file its decoder would refuse (the header is
+    parsed back, with the decoder's limits, before returning).
     """
     if not isinstance(fidelity, Fidelity):
         fidelity = Fidelity(quality=fidelity)
+    if tile_size not in TILE_SIZES:
+        raise ValueError(f"tile_size must be one of {', '.join(map(str, TILE_SIZES))} voxels (got {tile_size})")
     array = image.array
     check_codable(array)
     limits = Limits.from_environment()
@@ -237,30 +190,34 @@ def compress_image(
         error = fidelity.max_error or 0.0
         return _compress_bounded(image, volumes, lambda volume: quantizer(volume, error), error, original_bytes, progress)
     if fidelity.psnr is not None:
-        return _compress_to_psnr(image, volumes, fidelity.psnr, spacing, weights, original_bytes, progress)
-    return _compress_learned(image, volumes, fidelity.level, spacing, weights,
-                             original_bytes, progress)
+        return _compress_to_psnr(image, volumes, fidelity.psnr, spacing, weights, tile_size, original_bytes, progress)
+    return _compress_learned(image, volumes, fidelity.level, spacing, weights, tile_size, original_bytes, progress)
 
 
 def _compress_learned(image: Image, volumes: np.ndarray, quality: int, spacing: tuple[float, float, float] | None,
-                      weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
-    """.mriae bytes of ``image`` coded through the network at ``quality``."""
+                      weights: str, tile_size: int, original_bytes: int | None,
+                      progress: Progress | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` coded through the network at ``quality``, in tiles of
+    ``tile_size`` voxels; errors measured tile by tile on what the decoder will produce."""
     array = image.array
     if _beyond_float64(array):
         raise UncodableError(f"{array.dtype} values beyond ±2**53 cannot be coded lossily (only label maps can)")
     codec = load_codec(weights)
     codec.level(quality)  # checks the quality level before any work
     grid = plan(volumes.shape[:3], image.affine, codec.model.config.levels, spacing)
+    try:
+        tiles = TileGrid.of(grid, tile_size)
+    except ValueError as error:
+        raise UncodableError(str(error)) from error
     chunks, records = [], []
-    reconstruction = np.empty(volumes.shape, dtype=array.dtype)
+    tally = _Tally(_common_scale(array))
     for index in range(volumes.shape[3]):
-        volume = volumes[..., index]
-        record, volume_chunks, reconstruction[..., index] = _encode_lossy(codec, volume, grid, quality)
+        record, volume_chunks = _encode_lossy(codec, volumes[..., index], grid, tiles, quality, tally)
         records.append(record)
         chunks += volume_chunks
         if progress:
             progress(index + 1, volumes.shape[3])
-    errors = _Errors.of(volumes, reconstruction)
+    errors = tally.errors()
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), codec.name,
                     codec.sha256[:MODEL_ID_DIGITS], quality, _rounded(errors.psnr), grid_record(grid))
     return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "network")
@@ -328,7 +285,8 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
 
 
 def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
-                      weights: str, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
+                      weights: str, tile_size: int, original_bytes: int | None,
+                      progress: Progress | None) -> tuple[bytes, Stats]:
     """The smaller of the context coder at the largest step that keeps ``target`` dB and the
     lowest network quality level that reaches it (tried up to NETWORK_CEILING dB)."""
     step = _step_for_psnr(volumes, target)
@@ -341,7 +299,8 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         candidates: dict[int, tuple[bytes, Stats]] = {}
 
         def reaches(level: int) -> bool:
-            candidates[level] = _compress_learned(image, volumes, level, spacing, weights, original_bytes, None)
+            candidates[level] = _compress_learned(image, volumes, level, spacing, weights, tile_size, original_bytes,
+                                                  None)
             return candidates[level][1].psnr >= target
 
         if reaches(levels[-1]):
@@ -393,6 +352,10 @@ def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
     return 0.0  # lossless: always reaches
 
 
+SLAB_VOXELS = 1 << 22
+"""Most voxels of a slab in which whole volumes are compared (bounded memory)."""
+
+
 @dataclass(frozen=True)
 class _Errors:
     """How a reconstruction differs from the original, measured once: PSNR, the largest
@@ -406,18 +369,69 @@ class _Errors:
 
     @classmethod
     def of(cls, volumes: np.ndarray, reconstruction: np.ndarray, bound: float | None = None) -> _Errors:
-        """The errors of ``reconstruction`` against ``volumes`` (bit for bit equal: none)."""
-        if volumes.tobytes() == np.asarray(reconstruction, dtype=volumes.dtype).tobytes():
-            return cls.NONE
-        if volumes.dtype.kind in "iub":
-            difference = np.abs(volumes.astype(np.int64) - reconstruction.astype(np.int64))
-        else:
-            difference = np.abs(volumes.astype(np.float64) - reconstruction.astype(np.float64))
-        at_bound = float(np.mean(difference >= bound)) if bound else 0.0
-        return cls(psnr(volumes, reconstruction), float(difference.max()), at_bound)
+        """The errors of ``reconstruction`` against ``volumes`` (both (X, Y, Z, N)), measured slab by slab."""
+        tally = _Tally(_common_scale(volumes, reconstruction), bound)
+        for index in range(volumes.shape[3]):
+            for box in _slabs(volumes.shape[:3]):
+                tally.add(volumes[..., index][box_slices(box)], reconstruction[..., index][box_slices(box)])
+        return tally.errors()
 
 
 _Errors.NONE = _Errors(float("inf"))
+
+
+@dataclass
+class _Tally:
+    """Running sums of how a reconstruction differs from its original, added piece by piece
+    (memory bounded by the piece): squared errors on a common ``scale`` (so that values near
+    the float64 limits do not overflow), the largest absolute error, the voxels at a promised
+    ``bound``, and the original's extremes (the PSNR's peak)."""
+
+    scale: float
+    bound: float | None = None
+    squares: float = 0.0
+    voxels: int = 0
+    worst: float = 0.0
+    at_bound: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+
+    def add(self, original: np.ndarray, reconstruction: np.ndarray) -> None:
+        """Count the voxels of one piece: ``original`` and its ``reconstruction``."""
+        kind = np.int64 if original.dtype.kind in "iub" else np.float64
+        difference = np.abs(original.astype(kind) - reconstruction.astype(kind))
+        self.worst = max(self.worst, float(difference.max()))
+        if self.bound:
+            self.at_bound += int(np.count_nonzero(difference >= self.bound))
+        scaled = original.astype(np.float64) / self.scale
+        error = scaled - reconstruction.astype(np.float64) / self.scale
+        self.squares += float(np.sum(error * error))
+        self.voxels += original.size
+        self.low, self.high = min(self.low, float(scaled.min())), max(self.high, float(scaled.max()))
+
+    def psnr(self, peak: float | None = None) -> float:
+        """PSNR in dB over every voxel counted, with ``peak`` (in the original's units) or
+        the original's max − min."""
+        mse = self.squares / self.voxels
+        peak = self.high - self.low if peak is None else peak / self.scale
+        if mse == 0:
+            return float("inf")
+        return float(20 * np.log10(peak) - 10 * np.log10(mse)) if peak > 0 else float("-inf")
+
+    def errors(self) -> _Errors:
+        """The errors counted so far."""
+        return _Errors(self.psnr(), self.worst, self.at_bound / self.voxels if self.bound else 0.0)
+
+
+def _common_scale(*arrays: np.ndarray) -> float:
+    """The largest magnitude in ``arrays`` (at least 1): the scale errors are summed on."""
+    return max([1.0] + [abs(float(value)) for array in arrays for value in (array.min(), array.max())])
+
+
+def _slabs(shape: tuple[int, ...]) -> list[Box]:
+    """Boxes of at most SLAB_VOXELS voxels (a slice at least) along the last axis of ``shape``."""
+    step = max(1, SLAB_VOXELS // max(1, math.prod(shape[:-1])))
+    return [whole(shape[:-1]) + ((start, min(start + step, shape[-1])),) for start in range(0, shape[-1], step)]
 
 
 def _image_info(image: Image) -> ImageInfo:
@@ -442,47 +456,78 @@ def _packed(header: Header, chunks: list[bytes], nbytes: int, errors: _Errors, o
                        errors.at_bound, coder_name)
 
 
-def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan,
-                  quality: int) -> tuple[VolumeInfo, list[bytes], np.ndarray]:
-    """(record, chunks, reconstruction in ``volume``'s dtype) of one volume coded through the
-    network, its outliers stored exactly."""
+def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan, tiles: TileGrid, quality: int,
+                  tally: _Tally) -> tuple[VolumeInfo, list[bytes]]:
+    """(record, chunks) of one volume coded through the network tile by tile, its outliers
+    stored exactly; its errors against what the decoder will produce go to ``tally``."""
     outliers = outlier_mask(volume)
     try:
         intensity = IntensityRange.of(volume, outliers)
     except ValueError as error:
         raise UncodableError(str(error)) from error
     if intensity.constant:
-        chunk, checksum, scaled = b"", 0, np.zeros(volume.shape, dtype=np.float32)
+        chunks, tiling = [], None
+        pieces: Iterable[tuple[Box, np.ndarray]] = ((box, np.zeros(box_shape(box), np.float32))
+                                                    for box in _slabs(volume.shape))
     else:
-        chunk, checksum, scaled = encode_volume(codec, intensity.scale(volume), grid, quality)
-    reconstruction = intensity.unscale(scaled, volume.dtype)
+        voxels = network_voxels(volume, grid, intensity)
+        try:
+            coded = [encode_tile(codec, quality, tiles, index, voxels) for index in range(tiles.count)]
+        except StreamError as error:
+            raise UncodableError(str(error)) from error
+        chunks = [chunk for chunk, _ in coded]
+        tiling = Tiling(tiles.size, tiles.counts, tuple(symbols_checksum(symbols) for _, symbols in coded))
+        symbols = TileSymbols(tiles, lambda index: coded[index][1])
+        pieces = reconstructed(codec, quality, grid, symbols, whole(volume.shape))
+    for box, scaled in pieces:
+        original = volume[box_slices(box)]
+        decoded = intensity.unscale(scaled, volume.dtype)
+        if outliers is not None:
+            decoded[outliers[box_slices(box)]] = original[outliers[box_slices(box)]]
+        tally.add(original, decoded)
     count = 0 if outliers is None else int(np.count_nonzero(outliers))
-    chunks = [chunk]
     if count:
         chunks.append(exact.pack_outliers(volume, outliers))
-        reconstruction[outliers] = volume[outliers]
-    return VolumeInfo(False, intensity.low, intensity.high, count, checksum), chunks, reconstruction
+    return VolumeInfo(False, intensity.low, intensity.high, count, tiling=tiling), chunks
 
 
-def decompress_image(data: bytes, progress: Progress | None = None, limits: Limits | None = None) -> Image:
-    """Decode .mriae bytes back to an :class:`Image` on the original grid, dtype and header.
+def decompress_image(data: bytes, progress: Progress | None = None, limits: Limits | None = None,
+                     roi: tuple[slice, slice, slice] | None = None) -> Image:
+    """Decode .mriae bytes back to an :class:`Image` on the original grid, dtype and header;
+    or only the region ``roi`` of its 3D volumes (three slices of voxel indices x, y, z,
+    half-open; ValueError unless within the image and non-empty), as an image of that region
+    whose affine's origin is its first voxel. A region decodes, of a network-coded volume,
+    only the tiles it meets (and the symbols of their halos); context-coded and exactly
+    stored volumes are decoded whole and cropped.
 
     Everything is verified before it is returned: the container's checksum, the header
     (typed, within ``limits``), every stream's length and end state, and the checksum of
-    the decoded latents or voxels; CodecError (or ContainerError) says what failed.
+    the decoded latents (per tile) or voxels; CodecError (or ContainerError) says what failed.
     """
     header, chunks = read(data, limits)
     image = header.image
+    region = region_of(roi, image.volume_shape)
     codec, grid = decoder_of(header) if header.learned else (None, None)
-    array = np.empty(image.volume_shape + (image.volume_count,), dtype=image.dtype)
+    array = np.empty(box_shape(region) + (image.volume_count,), dtype=image.dtype)
     for index, (volume, parts) in enumerate(volume_chunks(header, chunks)):
         try:
-            array[..., index] = _decode_volume(codec, grid, header, volume, parts)
+            _decode_volume(codec, grid, header, volume, parts, region, array[..., index])
         except (StreamError, exact.ExactError, coder.CoderError) as error:
             raise CodecError(f"volume {index + 1} is corrupt: {error}") from error
         if progress:
             progress(index + 1, len(header.volumes))
-    return Image(array.reshape(image.shape, order="F"), image.affine, image.suffix, image.source)
+    return _region_image(image, array, region)
+
+
+def _region_image(image: ImageInfo, array: np.ndarray, region: Box) -> Image:
+    """The decoded (X, Y, Z, N) ``array`` of ``region`` as an :class:`Image`: the whole image
+    as it was, or the region with its own affine and an original header that describes it."""
+    if region == whole(image.volume_shape):
+        return Image(array.reshape(image.shape, order="F"), image.affine, image.suffix, image.source)
+    shape = box_shape(region)[: len(image.shape)] + image.shape[3:]
+    affine = region_affine(image.affine, region)
+    start = tuple(first for first, _ in region)
+    return Image(array.reshape(shape, order="F"), affine, image.suffix, region_source(image.source, shape, start))
 
 
 def volume_chunks(header: Header, chunks: tuple[bytes, ...]) -> list[tuple[VolumeInfo, tuple[bytes, ...]]]:
@@ -509,39 +554,63 @@ def decoder_of(header: Header) -> tuple[Codec, GridPlan]:
 
 
 def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, volume: VolumeInfo,
-                   chunks: tuple[bytes, ...]) -> np.ndarray:
-    """One 3D volume in the image's dtype from its chunks, verified."""
-    image = header.image
+                   chunks: tuple[bytes, ...], region: Box, out: np.ndarray) -> None:
+    """``region`` of one 3D volume, in the image's dtype, into ``out``, from its chunks, verified."""
+    if volume.learned:
+        _decode_learned(codec, grid, header.quality, volume, chunks, region, out)
+    else:
+        out[...] = _decode_whole(header.image, volume, chunks[0])[box_slices(region)]
+
+
+def _decode_whole(image: ImageInfo, volume: VolumeInfo, chunk: bytes) -> np.ndarray:
+    """A volume stored exactly or coded by the context coder, whole, verified."""
     if volume.exact:
-        voxels = exact.unpack_voxels(chunks[0], image.volume_shape, image.dtype)
-        if exact.checksum(voxels) != volume.checksum:
-            raise exact.ExactError("the decoded voxels do not match their checksum")
-        return voxels
-    if volume.context is not None:
+        voxels = exact.unpack_voxels(chunk, image.volume_shape, image.dtype)
+    else:
         code = volume.context
         quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits,
                                code.rounded)
         shape = image.volume_shape
         if code.mirror is None:
-            integers = coder.decode(chunks[0], shape)
+            integers = coder.decode(chunk, shape)
         else:
-            integers = symmetry.unfold(coder.decode(chunks[0], symmetry.half_shape(shape, code.mirror)), code.mirror,
+            integers = symmetry.unfold(coder.decode(chunk, symmetry.half_shape(shape, code.mirror)), code.mirror,
                                        shape[code.mirror])
         voxels = quantizing.values(integers, image.dtype)
-        if exact.checksum(voxels) != volume.checksum:
-            raise exact.ExactError("the decoded voxels do not match their checksum")
-        return voxels
-    intensity = IntensityRange(volume.low, volume.high)
-    if intensity.constant:
-        if chunks[0]:
-            raise StreamError("a constant volume has a non-empty stream")
-        scaled = np.zeros(image.volume_shape, np.float32)
-    else:
-        scaled = decode_volume(codec, chunks[0], grid, header.quality, volume.checksum)
-    voxels = intensity.unscale(scaled, image.dtype)
-    if volume.outliers:
-        positions, values = exact.unpack_outliers(chunks[1], volume.outliers, voxels.size, image.dtype)
-        flat = voxels.ravel(order="F")
-        flat[positions] = values
-        voxels = flat.reshape(image.volume_shape, order="F")
+    if exact.checksum(voxels) != volume.checksum:
+        raise exact.ExactError("the decoded voxels do not match their checksum")
     return voxels
+
+
+def _decode_learned(codec: Codec, grid: GridPlan, quality: int, volume: VolumeInfo, chunks: tuple[bytes, ...],
+                    region: Box, out: np.ndarray) -> None:
+    """``region`` of one network-coded volume into ``out``: the tiles it meets, synthesized
+    from their symbols and their halos', mapped back to the volume's range; then its outliers."""
+    intensity = IntensityRange(volume.low, volume.high)
+    tiling = volume.tiling
+    code = chunks[: tiling.count if tiling else 0]
+    if intensity.constant:
+        if any(code):
+            raise StreamError("a constant volume has a non-empty stream")
+        out[...] = intensity.unscale(np.zeros(1, np.float32), out.dtype)
+    else:
+        try:
+            tiles = TileGrid.of(grid, tiling.size)
+        except ValueError as error:
+            raise CodecError(f"{error} (the latents of weights '{codec.name}')") from error
+        checksums = tiling.checksums or (None,) * tiling.count
+        symbols = TileSymbols(tiles, lambda index: tile_symbols(codec, quality, tiles, index, code[index],
+                                                                checksums[index]))
+        for box, scaled in reconstructed(codec, quality, grid, symbols, region):
+            out[box_slices(box, region)] = intensity.unscale(scaled, out.dtype)
+    if volume.outliers:
+        _put_outliers(chunks[len(code)], volume.outliers, grid.shape, region, out)
+
+
+def _put_outliers(chunk: bytes, count: int, shape: tuple[int, int, int], region: Box, out: np.ndarray) -> None:
+    """Put those of a volume's ``count`` outliers (stored in ``chunk``) that lie in ``region``
+    of its ``shape`` into ``out``, which holds the region."""
+    positions, values = exact.unpack_outliers(chunk, count, math.prod(shape), out.dtype)
+    points = np.unravel_index(positions, shape, order="F")
+    inside = np.logical_and.reduce([(p >= start) & (p < stop) for p, (start, stop) in zip(points, region)])
+    out[tuple(p[inside] - start for p, (start, _) in zip(points, region))] = values[inside]

@@ -11,8 +11,9 @@
 
 Varints are unsigned LEB128. Every byte of overhead counts on small volumes (a 33×41×25 scan
 at 0.05 bits/voxel is ~200 bytes of payload), so the layout is as lean as the JPEG XL
-codestream's. Each chunk decodes on its own (one per 3D volume today, one per tile later),
-so random access needs no format change. See docs/format.md.
+codestream's. Each chunk decodes on its own (one per tile of a network-coded volume from
+version 6 on, one per volume otherwise), so a region decodes from the chunks it needs. See
+docs/format.md.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRI"
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (3, 4, 5)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (3, 4, 5, 6)
 """Every version that was ever on main is read (tests/golden holds a file of each)."""
 _CHECKSUM = struct.Struct("<I")
 _DEFLATE_WINDOW = -15  # raw DEFLATE: the CRC-32 already guards the bytes
@@ -36,10 +37,14 @@ _DICTIONARY_V3 = (
     b'"model":{"name":"default","sha256":"},"psnr":,"quality":5,"volumes":[[0.0,'
 )
 _DICTIONARY_V4 = _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"range":[0.0,'
+_DICTIONARY_V5 = (
+    _DICTIONARY_V4 + b'"float_bits":true"rounded":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":'
+)
 HEADER_DICTIONARIES = {
     3: _DICTIONARY_V3,
     4: _DICTIONARY_V4,
-    5: _DICTIONARY_V4 + b'"float_bits":true"rounded":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":',
+    5: _DICTIONARY_V5,
+    6: _DICTIONARY_V5 + b'],"size":128}},{"range":[0.0,"tiles":{"crc":[',
 }
 """Raw-DEFLATE preset dictionary of the header per format version: the keys and common
 values of a typical header, so that a small file does not spell them out."""

@@ -26,6 +26,7 @@ from mriae.formats import SUFFIXES
 from mriae.limits import LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
 from mriae.transforms.grid import GridPlan, plan_on
+from mriae.transforms.tiles import TILE_SIZES, tile_counts
 
 _LAST_ROW = (0.0, 0.0, 0.0, 1.0)
 
@@ -145,15 +146,33 @@ class ContextCode:
 
 
 @dataclass(frozen=True)
+class Tiling:
+    """How a network-coded volume's latents are cut into independently coded tiles
+    (mriae.transforms.tiles): ``size`` voxels of the network grid per axis (None: one tile,
+    the whole grid, as in files before version 6), ``counts`` tiles per axis, and the CRC-32
+    of each tile's symbols, tiles in C order (None in version-3 files, which had none). Tile
+    k's code is the volume's k-th chunk."""
+
+    size: int | None
+    counts: tuple[int, ...]
+    checksums: tuple[int, ...] | None
+
+    @property
+    def count(self) -> int:
+        """Tiles in all (each one chunk)."""
+        return math.prod(self.counts)
+
+
+@dataclass(frozen=True)
 class VolumeInfo:
     """How one 3D volume is coded.
 
     ``exact``: its voxels are stored losslessly as they are (label maps, masks); ``context``:
     coded by the context coder within ``context.error`` of ``[low, high]``, the volume's
-    range; otherwise its latents code the range [``low``, ``high``] and ``outliers`` voxels
-    outside it are stored exactly beside them. ``checksum`` is the CRC-32 of the decoded
-    voxels (exact and context volumes) or latent symbols (network volumes); None in
-    version-3 files, which had none.
+    range; otherwise its latents code the range [``low``, ``high``] in the tiles of
+    ``tiling`` (None for a constant volume of version 6 on, which codes nothing) and
+    ``outliers`` voxels outside it are stored exactly beside them. ``checksum`` is the CRC-32
+    of the decoded voxels (exact and context volumes; network volumes keep theirs per tile).
     """
 
     exact: bool
@@ -162,6 +181,7 @@ class VolumeInfo:
     outliers: int = 0
     checksum: int | None = None
     context: ContextCode | None = None
+    tiling: Tiling | None = None
 
     @property
     def learned(self) -> bool:
@@ -170,8 +190,11 @@ class VolumeInfo:
 
     @property
     def chunks(self) -> int:
-        """Chunks this volume takes in the container: its code, then its outliers if any."""
-        return 1 + (self.outliers > 0)
+        """Chunks this volume takes in the container: its code (one per tile for a network
+        volume), then its outliers if any."""
+        if not self.learned:
+            return 1
+        return (self.tiling.count if self.tiling else 0) + (self.outliers > 0)
 
 
 @dataclass(frozen=True)
@@ -215,7 +238,12 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         image = _image_info(_field(raw, "image", dict))
         limits.check_image(image.shape, "header")
         limits.check_volume(image.volume_shape, "header: a volume")
-        volumes = tuple(_volume_info(v, version, image.volume_shape) for v in _field(raw, "volumes", list))
+        grid = raw.get("grid")
+        if grid is not None:
+            grid = _grid_record(_typed(grid, dict, "grid"), limits)
+            limits.check_image(tuple(grid["shape"]) + (image.volume_count,), "header: the coding grid")
+        coding_shape = tuple(grid["shape"]) if grid is not None else image.volume_shape
+        volumes = tuple(_volume_info(v, version, image.volume_shape, coding_shape) for v in _field(raw, "volumes", list))
         if len(volumes) != image.volume_count:
             raise HeaderError(f"lists {len(volumes)} volumes for shape {list(image.shape)}")
         _check_ranges(volumes, image.dtype)
@@ -231,10 +259,6 @@ def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Heade
         psnr = raw.get("psnr")
         if psnr is not None:
             psnr = _finite(psnr, "psnr")
-        grid = raw.get("grid")
-        if grid is not None:
-            grid = _grid_record(_typed(grid, dict, "grid"), limits)
-            limits.check_image(tuple(grid["shape"]) + (image.volume_count,), "header: the coding grid")
     except (TypeError, ValueError, OverflowError) as error:
         if isinstance(error, HeaderError):
             raise
@@ -294,7 +318,9 @@ def _volume_record(volume: VolumeInfo) -> dict:
         if code.mirror is not None:
             bound["mirror"] = code.mirror
         return {"bound": bound, "range": [volume.low, volume.high], "crc": volume.checksum}
-    record = {"range": [volume.low, volume.high], "crc": volume.checksum}
+    record: dict = {"range": [volume.low, volume.high]}
+    if volume.tiling is not None:
+        record["tiles"] = {"size": volume.tiling.size, "crc": list(volume.tiling.checksums or ())}
     if volume.outliers:
         record["outliers"] = volume.outliers
     return record
@@ -424,33 +450,61 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
             raise HeaderError(f"image.source.metadata sets {key[:30]!r}, which the writer derives from the image")
 
 
-def _volume_info(record, version: int, volume_shape: tuple[int, int, int]) -> VolumeInfo:
+def _volume_info(record, version: int, volume_shape: tuple[int, int, int],
+                 coding_shape: tuple[int, ...]) -> VolumeInfo:
     if version < 4:  # version 3: [low, high]
         pair = _typed(record, list, "volumes[]")
         if len(pair) != 2:
             raise HeaderError("volumes[] needs [low, high]")
-        low, high = (_finite(v, "volumes[] range") for v in pair)
-        if high < low:
-            raise HeaderError("volumes[] range has high < low")
-        return VolumeInfo(False, low, high)
+        low, high = _range(pair, "volumes[] range")
+        return VolumeInfo(False, low, high, tiling=Tiling(None, (1, 1, 1), None))
     record = _typed(record, dict, "volumes[]")
-    checksum = _field(record, "crc", int)
-    if not 0 <= checksum < 1 << 32:
-        raise HeaderError("volumes[].crc is not a CRC-32")
     if record.get("exact") is True:
-        return VolumeInfo(True, checksum=checksum)
+        return VolumeInfo(True, checksum=_crc(record.get("crc"), "volumes[].crc"))
     pair = _field(record, "range", list)
     if len(pair) != 2:
         raise HeaderError("volumes[].range needs [low, high]")
-    low, high = (_finite(v, "volumes[].range") for v in pair)
-    if high < low:
-        raise HeaderError("volumes[].range has high < low")
+    low, high = _range(pair, "volumes[].range")
     if version >= 5 and "bound" in record:
-        return VolumeInfo(False, low, high, checksum=checksum, context=_context_code(record["bound"], low, high, volume_shape))
+        return VolumeInfo(False, low, high, checksum=_crc(record.get("crc"), "volumes[].crc"),
+                          context=_context_code(record["bound"], low, high, volume_shape))
     outliers = record.get("outliers", 0)
     if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
         raise HeaderError("volumes[].outliers is not a count")
-    return VolumeInfo(False, low, high, outliers, checksum)
+    if version < 6:  # the whole latent grid in one chunk, its symbols' CRC-32 in the volume record
+        checksum = _crc(record.get("crc"), "volumes[].crc")
+        return VolumeInfo(False, low, high, outliers, tiling=Tiling(None, (1, 1, 1), (checksum,)))
+    if low == high:  # constant: nothing coded
+        if "tiles" in record:
+            raise HeaderError("volumes[].tiles of a constant volume: it codes nothing")
+        return VolumeInfo(False, low, high, outliers)
+    return VolumeInfo(False, low, high, outliers, tiling=_tiling(_field(record, "tiles", dict), coding_shape))
+
+
+def _range(pair: list, name: str) -> tuple[float, float]:
+    low, high = (_finite(v, name) for v in pair)
+    if high < low:
+        raise HeaderError(f"{name} has high < low")
+    return low, high
+
+
+def _crc(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 32:
+        raise HeaderError(f"{name} is not a CRC-32")
+    return value
+
+
+def _tiling(record: dict, coding_shape: tuple[int, ...]) -> Tiling:
+    """A version-6 network volume's tiles: their size, and one CRC-32 per tile of the coding grid."""
+    size = _field(record, "size", int)
+    if size not in TILE_SIZES:
+        raise HeaderError(f"volumes[].tiles.size {size} is not a power of two from {TILE_SIZES[0]} to {TILE_SIZES[-1]}")
+    counts = tile_counts(coding_shape, size)
+    checksums = _field(record, "crc", list)
+    if len(checksums) != math.prod(counts):
+        raise HeaderError(f"volumes[].tiles.crc lists {len(checksums)} tiles, but {'×'.join(map(str, counts))} "
+                          f"tiles of {size} voxels cover the coding grid")
+    return Tiling(size, counts, tuple(_crc(c, "volumes[].tiles.crc[]") for c in checksums))
 
 
 def _context_code(record, low: float, high: float, shape: tuple[int, int, int]) -> ContextCode:

@@ -70,7 +70,13 @@ def set_in(path: str, value):
     ("psnr", "high", "psnr is not a finite number"),
     ("volumes.0.range", [5.0, 1.0], "high < low"),
     ("volumes.0.range", [0.0, 1e300], r"range \[0, 1e\+300\] does not fit int16"),
-    ("volumes.0.crc", -1, "not a CRC-32"),
+    ("volumes.0.tiles.crc", [-1], r"volumes\[\].tiles.crc\[\] is not a CRC-32"),
+    ("volumes.0.tiles.crc", [1, 2], r"volumes\[\].tiles.crc lists 2 tiles, but 1×1×1 tiles of 128 voxels cover"),
+    ("volumes.0.tiles.size", 16, r"lists 1 tiles, but 3×4×3 tiles of 16 voxels cover the coding grid"),
+    ("volumes.0.tiles.size", 100, r"volumes\[\].tiles.size 100 is not a power of two from 16 to 1024"),
+    ("volumes.0.tiles.size", 2**20, "is not a power of two from 16 to 1024"),
+    ("volumes.0.tiles", [128], "tiles is not a dict"),
+    ("volumes.0.range", [7.0, 7.0], r"volumes\[\].tiles of a constant volume: it codes nothing"),
     ("volumes.0.outliers", 3, "describes 2 chunks but the file holds 1"),
     ("grid", {"shape": [10, 10], "affine32": [1.0] * 12}, "grid.shape"),
 ])
@@ -113,9 +119,9 @@ def test_forged_streams_with_valid_checksums_never_decode(coded, t1):
 
 
 def test_latents_that_do_not_match_their_stored_checksum_are_an_error(coded):
-    crc = container.unpack(coded).header["volumes"][0]["crc"]
+    crc = container.unpack(coded).header["volumes"][0]["tiles"]["crc"][0]
     with pytest.raises(CodecError, match="volume 1 is corrupt: the decoded latents do not match their checksum"):
-        mriae.decompress(forged(coded, set_in("volumes.0.crc", crc ^ 1)))
+        mriae.decompress(forged(coded, set_in("volumes.0.tiles.crc", [crc ^ 1])))
 
 
 def test_a_symbol_beyond_the_escape_range_is_an_error_at_encode_time_not_a_clipped_value():

@@ -14,7 +14,7 @@ def test_pack_unpack_round_trip():
     parsed = unpack(data)
     assert parsed.header == header
     assert parsed.chunks == tuple(chunks)
-    assert parsed.version == FORMAT_VERSION == 5
+    assert parsed.version == FORMAT_VERSION == 6
     assert pack(header, chunks) == data  # deterministic
 
 
@@ -23,7 +23,7 @@ def test_pack_unpack_round_trip():
     [
         (lambda d: b"NOTMRIAE" + d[8:], "not an .mriae file"),
         (lambda d: d[:4] + bytes([FORMAT_VERSION + 1]) + d[5:], f"format version {FORMAT_VERSION + 1} is not supported"),
-        (lambda d: d[:4] + bytes([2]) + d[5:], "format version 2 is not supported .*reads versions 3, 4, 5"),
+        (lambda d: d[:4] + bytes([2]) + d[5:], "format version 2 is not supported .*reads versions 3, 4, 5, 6"),
         (lambda d: d[: len(d) // 2], "truncated|checksum mismatch"),
         (lambda d: d[:7], "truncated"),
         (lambda d: d[:-40] + bytes([d[-40] ^ 0xFF]) + d[-39:], "checksum mismatch"),  # a flipped payload byte
@@ -42,7 +42,8 @@ def test_a_small_file_costs_about_100_bytes_more_than_its_chunk():
         "image": {"affine32": [-2.0, 0.0, 0.0, 32.0, 0.0, 2.0, 0.0, -40.0, 0.0, 0.0, 2.0, -16.0], "dtype": "<i2",
                   "shape": [33, 41, 25], "source": None, "suffix": ".nii.gz"},
         "model": {"name": "default", "sha256": "072d5ba7b742ef71"},
-        "psnr": 28.73, "quality": 5, "volumes": [{"crc": 3141592653, "range": [-610.0, 30393.0]}],
+        "psnr": 28.73, "quality": 5,
+        "volumes": [{"range": [-610.0, 30393.0], "tiles": {"crc": [3141592653], "size": 128}}],
     }
     chunk = bytes(range(256)) * 2
     data = pack(header, [chunk])
@@ -51,6 +52,15 @@ def test_a_small_file_costs_about_100_bytes_more_than_its_chunk():
     assert header_bytes < 0.6 * without_dictionary
     assert len(data) - len(chunk) < 112  # version 3, without the volume's checksum: < 110
     assert unpack(data).header == header
+
+
+def test_each_further_tile_costs_about_six_bytes():
+    def overhead(tiles: int) -> int:
+        checksums = [(2654435761 * (k + 1)) % 2**32 for k in range(tiles)]  # as random as CRCs
+        header = {"volumes": [{"range": [-610.0, 30393.0], "tiles": {"crc": checksums, "size": 128}}]}
+        return len(pack(header, [b"word" * 25] * tiles)) - 100 * tiles
+
+    assert 5 * 63 <= overhead(64) - overhead(1) < 7 * 63  # a 1-byte chunk length, its CRC-32 in the header
 
 
 def with_header_stream(stream: bytes, version: int = FORMAT_VERSION) -> bytes:

@@ -38,3 +38,19 @@ def test_encoding_is_identical_across_thread_counts(threads):
     threads(2)
     double, _ = mriae.compress(NIBABEL_DATA / "anatomical.nii")
     assert single == double
+
+
+def test_tiles_code_and_decode_identically_across_thread_counts(threads, mni_t1):
+    from conftest import anatomy
+
+    from mriae.codec import compress_image, decompress_image
+    from mriae.io import Image
+
+    image = Image(anatomy(mni_t1, (40, 36, 33), np.float32, 0, 1), np.eye(4))
+    threads(1)
+    single, _ = compress_image(image, 5, tile_size=16)
+    decoded = decompress_image(single).array
+    threads(2)
+    double, _ = compress_image(image, 5, tile_size=16)
+    assert single == double
+    assert decompress_image(double).array.tobytes() == decoded.tobytes()

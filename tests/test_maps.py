@@ -12,13 +12,14 @@ import pytest
 from conftest import REPO, png_size, run_mriae
 
 from mriae import api
-from mriae.codec import latent_shape, psnr
+from mriae.codec import psnr
 from mriae.entropy_coder.stream import code_lengths, encode_symbols
 from mriae.evaluation.maps import LatentBits, head_mask, latent_bits, region_masks, region_stats
 from mriae.header import read
 from mriae.io import Image, read_image, write_image
 from mriae.models.weights import load_codec
 from mriae.transforms.geometry import plan_on
+from mriae.transforms.tiles import latent_shape
 
 MNI = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
 

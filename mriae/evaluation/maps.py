@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mriae.codec import decoder_of, latent_shape, psnr, volume_chunks
-from mriae.entropy_coder.stream import code_lengths, decode_symbols
+from mriae.codec import decoder_of, psnr, volume_chunks
+from mriae.entropy_coder.stream import code_lengths
 from mriae.evaluation.metrics import max_abs_error
 from mriae.header import read
 from mriae.io import read_image
+from mriae.tiled import tile_symbols
 from mriae.transforms.geometry import GridPlan, from_network_grid
+from mriae.transforms.tiles import TileGrid, box_slices, latent_shape
 
 HEAD_FRACTION = 0.1
 """A voxel is head when it is brighter than the background level by this fraction of the way
@@ -67,18 +69,24 @@ class LatentBits:
 
 
 def latent_bits(data: bytes, volume: int = 0) -> LatentBits | None:
-    """The bits per latent position of volume ``volume`` (0-based) of the .mriae ``data``;
-    None when that volume is not coded by the network (context coder, stored exactly)."""
+    """The bits per latent position of volume ``volume`` (0-based) of the .mriae ``data``,
+    tile by tile (each tile's contexts see only the tile); None when that volume is not coded
+    by the network (context coder, stored exactly)."""
     header, chunks = read(data)
     record, parts = volume_chunks(header, chunks)[volume]
     if not record.learned:
         return None
     codec, grid = decoder_of(header)
-    shape = latent_shape(grid)
-    if not parts[0]:  # a constant volume: nothing coded
-        return LatentBits(np.zeros(shape), grid)
+    bits = np.zeros(latent_shape(grid))
+    if record.low == record.high:  # a constant volume: nothing coded
+        return LatentBits(bits, grid)
+    tiles = TileGrid.of(grid, record.tiling.size)
     tables = codec.level(header.quality).tables
-    return LatentBits(code_lengths(decode_symbols(parts[0], tables, shape), tables).sum(axis=0), grid)
+    checksums = record.tiling.checksums or (None,) * tiles.count
+    for index in range(tiles.count):
+        symbols = tile_symbols(codec, header.quality, tiles, index, parts[index], checksums[index])
+        bits[box_slices(tiles.latent_box(index))] = code_lengths(symbols, tables).sum(axis=0)
+    return LatentBits(bits, grid)
 
 
 def head_mask(volume: np.ndarray) -> np.ndarray:

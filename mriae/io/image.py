@@ -304,6 +304,43 @@ def fresh_nifti_source(image: Image) -> dict:
     }
 
 
+def region_source(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) -> dict:
+    """The writer's record (``Image.source``) of the region of ``shape`` (spatial axes first)
+    from voxel ``start`` of the image that ``source`` describes: its header otherwise
+    unchanged — a NIfTI header with the region's dimensions and qform/sform offsets moved to
+    its first voxel (each by its own matrix; a header with neither has no origin to move),
+    ITK geometry with the region's size and origin."""
+    kind = source.get("kind")
+    if kind == "nifti":
+        return {**source, "shape": list(shape), "header": _nifti_region(source["header"], shape, start)}
+    if kind == "itk":
+        axes = np.reshape(np.asarray(source["direction"], dtype=np.float64), (3, 3)) * np.asarray(source["spacing"])
+        origin = np.asarray(source["origin"], dtype=np.float64) + axes @ np.asarray(start, dtype=np.float64)
+        return {**source, "shape": list(shape), "origin": origin.tolist()}
+    return source
+
+
+def _nifti_region(header_text: str, shape: tuple[int, ...], start: tuple[int, ...]) -> str:
+    """The base64 NIfTI header (extensions kept) of a region: ``shape``, origins moved to ``start``."""
+    import nibabel as nib
+
+    raw = base64.b64decode(header_text)
+    order = next(order for order in "<>" if struct.unpack_from(order + "i", raw, 0)[0] in (348, 540))
+    size = struct.unpack_from(order + "i", raw, 0)[0]
+    header = (nib.Nifti1Header if size == 348 else nib.Nifti2Header)(raw[:size], endianness=order, check=False)
+    header.set_data_shape(shape)
+    offset = np.asarray(start, dtype=np.float64)
+    if header["qform_code"] > 0:
+        qform = header.get_qform()
+        header["qoffset_x"], header["qoffset_y"], header["qoffset_z"] = qform[:3, :3] @ offset + qform[:3, 3]
+    if header["sform_code"] > 0:
+        for row in ("srow_x", "srow_y", "srow_z"):
+            values = np.asarray(header[row], dtype=np.float64)
+            values[3] += values[:3] @ offset
+            header[row] = values
+    return base64.b64encode(header.binaryblock + raw[size:]).decode("ascii")
+
+
 def stored_scale(source: dict) -> float | None:
     """``|scl_slope|`` of the original NIfTI header kept in ``source`` when it scales the
     stored voxels (a finite slope other than 0 and 1), else None. mriae codes the stored

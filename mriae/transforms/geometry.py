@@ -9,6 +9,7 @@ per-axis strides need, and the inverse crops them off.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from mriae.limits import Limits
 from mriae.transforms.grid import GridPlan, plan_on
+from mriae.transforms.tiles import Box, box_shape, region_affine
 
 if TYPE_CHECKING:
     from monai.data import MetaTensor
@@ -63,12 +65,43 @@ def from_network_grid(tensor: torch.Tensor, grid: GridPlan) -> np.ndarray:
     d, h, w = grid.coding_shape
     cropped = tensor[0, 0, :d, :h, :w]
     if grid.resampled:
-        from monai.transforms import SpatialResample
-
-        back = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float64)(
-            _meta(cropped, np.asarray(grid.coding_affine).reshape(4, 4)),
-            dst_affine=torch.as_tensor(np.asarray(grid.affine).reshape(4, 4)),
-            spatial_size=grid.shape,
-        )
-        cropped = back.as_tensor()[0]
+        return _resampled(cropped, _affine(grid.coding_affine), _affine(grid.affine), grid.shape)
     return cropped.detach().cpu().numpy().astype(np.float32)
+
+
+def coding_region(grid: GridPlan, region: Box) -> Box:
+    """The box of ``grid``'s coding grid that resampling back onto ``region`` of the original
+    grid reads: the bilinear neighbours of every point it samples, and a voxel more on each
+    side for rounding, within the coding grid (at least its edge voxels, which points beyond
+    it take)."""
+    to_coding = np.linalg.inv(_affine(grid.coding_affine)) @ _affine(grid.affine)
+    corners = np.array(list(itertools.product(*((start, stop - 1) for start, stop in region))), dtype=np.float64)
+    points = corners @ to_coding[:3, :3].T + to_coding[:3, 3]
+    box = []
+    for first, last, n in zip(np.floor(points.min(axis=0)) - 1, np.floor(points.max(axis=0)) + 3, grid.coding_shape):
+        start = int(np.clip(first, 0, n - 1))
+        box.append((start, int(np.clip(last, start + 1, n))))
+    return tuple(box)
+
+
+def resample_region(values: np.ndarray, grid: GridPlan, coding: Box, region: Box) -> np.ndarray:
+    """``region`` of the original grid (float32), resampled from ``values``, the box
+    ``coding`` of the coding grid (:func:`coding_region`); the same as that region of the
+    whole volume resampled, to rounding."""
+    return _resampled(values, region_affine(_affine(grid.coding_affine), coding),
+                      region_affine(_affine(grid.affine), region), box_shape(region))
+
+
+def _affine(values: tuple[float, ...]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).reshape(4, 4)
+
+
+def _resampled(values: np.ndarray | torch.Tensor, affine: np.ndarray, target: np.ndarray,
+               shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` on the grid of ``affine`` resampled (bilinear, edge values beyond the border)
+    onto the grid of ``target`` and ``shape``, as float32."""
+    from monai.transforms import SpatialResample
+
+    back = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float64)(
+        _meta(values, affine), dst_affine=torch.as_tensor(target), spatial_size=shape)
+    return back.as_tensor()[0].detach().cpu().numpy().astype(np.float32)

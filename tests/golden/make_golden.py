@@ -26,10 +26,9 @@ SAMPLE = HERE.parent.parent / "sample_data" / "mni152_t1_2mm.nii.gz"
 
 
 def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
-    """(array, affine, fidelity keywords of mriae.compress) of each golden case, from a fixed seed."""
+    """(array, affine, keywords of mriae.compress) of each golden case, from a fixed seed."""
     rng = np.random.default_rng(20261130)
-    x, y, z = np.meshgrid(np.linspace(-1, 1, 23), np.linspace(-1, 1, 19), np.linspace(-1, 1, 11), indexing="ij")
-    head = 900 * np.exp(-(x**2 + y**2 + z**2) * 2) + 80 * np.sin(6 * x) * (x**2 + y**2 < 0.6)
+    head = blob((23, 19, 11))
     t1 = np.rint(head + rng.normal(0, 12, head.shape)).astype(np.int16)
     oblique = np.array([[0.9, 0.1, 0, -10.5], [-0.1, 0.9, 0, 20.25], [0, 0, 2.5, -7.0], [0, 0, 0, 1]])
     series = np.stack([head * (1 + 0.1 * t) + rng.normal(0, 5, head.shape) for t in range(2)], axis=-1)
@@ -39,6 +38,9 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
     marker[10:13, 10:13, 4:7] = 30000  # a marker, stored exactly beside the code (version 4 on)
     labels = np.digitize(t1, [200, 500, 800]).astype(np.uint8)  # a label map, coded exactly (version 4 on)
     small_series = series[::2, ::2].astype(np.float32)
+    tiled = np.rint(blob((136, 132, 130)) + rng.normal(0, 12, (136, 132, 130))).astype(np.int16)
+    tiled_series = np.stack([blob((140, 40, 20)) * (1 + 0.1 * t) for t in range(2)], axis=-1).astype(np.float32)
+    slab = blob((200, 48, 16)).astype(np.float32)
     return {
         "t1_int16": (t1, oblique, {"quality": 5}),
         "series_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"quality": 2}),
@@ -52,7 +54,19 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
         "bounded_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"max_error": 0.75}),
         "psnr_int16": (t1, oblique, {"psnr": 45.0}),
         "mirror_int16": (np.concatenate([t1, t1[::-1]], axis=0), oblique, {"lossless": True}),
+        # version 6 on: tiles of 128 voxels — 2×2×2 of them, a series, a resampled anisotropic grid (200×48×48)
+        "tiled_int16": (tiled, oblique, {"quality": 2}),
+        "tiled_series_float32": (tiled_series, np.diag([1.0, 1.0, 2.0, 1.0]), {"quality": 4}),
+        "tiled_anisotropic_float32": (slab, np.diag([1.0, 1.0, 3.0, 1.0]), {"quality": 3, "spacing": (1.0, 1.0, 1.0)}),
+        "constant_volume_float32": (np.stack([small_series[..., 0], np.full(small_series.shape[:3], 42.5, np.float32)],
+                                             axis=-1), np.eye(4), {"quality": 5}),  # no tiles, no chunk
     }
+
+
+def blob(shape: tuple[int, int, int]) -> np.ndarray:
+    """A smooth head-like volume of ``shape``."""
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    return 900 * np.exp(-(x**2 + y**2 + z**2) * 2) + 80 * np.sin(6 * x) * (x**2 + y**2 < 0.6)
 
 
 def decoded_checksum(data: bytes) -> str:

@@ -1,0 +1,153 @@
+"""A network-coded volume, tile by tile (mriae.transforms.tiles): each tile's symbols are an
+independent chunk, and the transforms run on one tile and its halo at a time, so that memory
+is bounded by the tile and a region of the volume decodes from the tiles it needs.
+
+:func:`encode_tile` (analysis, quantization, entropy coding) and :func:`synthesize_tile` are
+the units of work. Each runs torch on one thread (:func:`single_threaded`), so that decoded
+voxels do not depend on the machine's thread settings; running tiles concurrently is left to
+their callers.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from mriae.entropy_coder.stream import StreamError, decode_symbols, encode_symbols
+from mriae.models.weights import Codec
+from mriae.transforms.geometry import GridPlan, coding_region, resample_region, to_network_grid
+from mriae.transforms.intensity import IntensityRange
+from mriae.transforms.tiles import Box, TileGrid, box_shape, box_slices, intersection
+
+Voxels = Callable[[Box], np.ndarray]
+"""The [0, 1] float32 voxels of a box of a volume's padded network grid."""
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one intra-op thread: conv results (in the last bits) depend on the
+    thread count, so fixing it makes encoding and decoding independent of the machine's
+    thread settings. Parallelism comes from coding several tiles, volumes or files at once."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def symbols_checksum(symbols: np.ndarray) -> int:
+    """CRC-32 of latent symbols (int32, little-endian, C order)."""
+    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+
+
+def network_voxels(volume: np.ndarray, grid: GridPlan, intensity: IntensityRange) -> Voxels:
+    """The [0, 1] voxels of any box of ``volume``'s network grid, made when asked: scaled
+    from the volume itself, its last slices repeated as padding (as mriae.transforms.geometry
+    pads). A resampled grid needs the whole volume: it is resampled once, whole."""
+    if grid.resampled:
+        with single_threaded():
+            resampled = to_network_grid(intensity.scale(volume), grid)[0, 0].numpy()
+        return lambda box: resampled[box_slices(box)]
+
+    def block(box: Box) -> np.ndarray:
+        indices = (np.minimum(np.arange(start, stop), n - 1) for (start, stop), n in zip(box, volume.shape))
+        return intensity.scale(volume[np.ix_(*indices)])
+
+    return block
+
+
+@torch.no_grad()
+@single_threaded()
+def encode_tile(codec: Codec, quality: int, tiles: TileGrid, index: int, voxels: Voxels) -> tuple[bytes, np.ndarray]:
+    """(chunk, symbols (C, *tile) int32) of tile ``index``: the analysis of its voxels and one
+    latent before it, quantized at ``quality`` and entropy-coded on their own. StreamError for
+    a latent beyond the coder's range."""
+    reads = tiles.analysis_box(index)
+    latents = codec.model.encode(torch.from_numpy(voxels(tiles.voxels_of(reads)))[None, None], tiles.levels)
+    quantized = codec.model.entropy_bottleneck.quantize(latents, codec.level(quality).channel_steps)[0]
+    symbols = np.ascontiguousarray(quantized[(slice(None), *box_slices(tiles.latent_box(index), reads))].numpy(),
+                                   dtype=np.int32)
+    return encode_symbols(symbols, codec.level(quality).tables), symbols
+
+
+def tile_symbols(codec: Codec, quality: int, tiles: TileGrid, index: int, chunk: bytes,
+                 checksum: int | None) -> np.ndarray:
+    """The symbols of tile ``index`` decoded from its ``chunk``, checked against their CRC-32
+    (None: a version-3 file, which stored none); StreamError names the tile."""
+    where = f"tile {index + 1} of {tiles.count}: " if tiles.count > 1 else ""
+    try:
+        symbols = decode_symbols(chunk, codec.level(quality).tables, box_shape(tiles.latent_box(index)))
+    except StreamError as error:
+        raise StreamError(f"{where}{error}") from error
+    if checksum is not None and symbols_checksum(symbols) != checksum:
+        raise StreamError(f"{where}the decoded latents do not match their checksum")
+    return symbols
+
+
+class TileSymbols:
+    """The symbols of a volume's tiles, each obtained once (decoded from its chunk, or kept
+    from encoding) when a box first needs it."""
+
+    def __init__(self, tiles: TileGrid, symbols_of: Callable[[int], np.ndarray]) -> None:
+        self.tiles = tiles
+        self._symbols_of = symbols_of
+        self._known: dict[int, np.ndarray] = {}
+
+    def tile(self, index: int) -> np.ndarray:
+        """The (C, *tile) symbols of tile ``index``."""
+        if index not in self._known:
+            self._known[index] = self._symbols_of(index)
+        return self._known[index]
+
+    def box(self, latents: Box) -> np.ndarray:
+        """The (C, *box) int32 symbols of the latent box ``latents``, from the tiles it meets."""
+        parts = {index: self.tile(index) for index in self.tiles.meeting(latents)}
+        symbols = np.empty((next(iter(parts.values())).shape[0], *box_shape(latents)), dtype=np.int32)
+        for index, part in parts.items():
+            own = self.tiles.latent_box(index)
+            shared = intersection(own, latents)
+            symbols[(slice(None), *box_slices(shared, latents))] = part[(slice(None), *box_slices(shared, own))]
+        return symbols
+
+
+@torch.no_grad()
+@single_threaded()
+def synthesize_tile(codec: Codec, quality: int, symbols: TileSymbols, index: int) -> np.ndarray:
+    """The [0, 1] float32 voxels of tile ``index`` on the network grid: the synthesis of its
+    latents and one latent after it, cropped to the tile's own voxels."""
+    tiles = symbols.tiles
+    integers = torch.from_numpy(symbols.box(tiles.synthesis_box(index)).astype(np.float32))[None]
+    latents = codec.model.entropy_bottleneck.dequantize(integers, codec.level(quality).channel_steps)
+    voxels = codec.model.decode(latents, tiles.levels)[0, 0]
+    return voxels[tuple(slice(0, n) for n in box_shape(tiles.voxel_box(index)))].numpy()
+
+
+def reconstructed(codec: Codec, quality: int, grid: GridPlan, symbols: TileSymbols,
+                  region: Box) -> Iterator[tuple[Box, np.ndarray]]:
+    """The [0, 1] reconstruction of ``region`` of the original grid, piece by piece: (box,
+    float32 voxels), one piece per tile it meets; one piece, resampled from the tiles of the
+    coding grid that it reads, when the grid is resampled."""
+    if not grid.resampled:
+        yield from _coding_pieces(codec, quality, symbols, region)
+        return
+    coding = coding_region(grid, region)
+    values = np.empty(box_shape(coding), dtype=np.float32)
+    for box, voxels in _coding_pieces(codec, quality, symbols, coding):
+        values[box_slices(box, coding)] = voxels
+    with single_threaded():
+        resampled = resample_region(values, grid, coding, region)
+    yield region, resampled
+
+
+def _coding_pieces(codec: Codec, quality: int, symbols: TileSymbols, region: Box) -> Iterator[tuple[Box, np.ndarray]]:
+    """(box, [0, 1] voxels) of ``region`` of the coding grid, a piece per tile it meets."""
+    tiles = symbols.tiles
+    for index in tiles.covering(region):
+        own = tiles.voxel_box(index)
+        piece = intersection(own, region)
+        yield piece, synthesize_tile(codec, quality, symbols, index)[box_slices(piece, own)]
