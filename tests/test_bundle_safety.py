@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO, anatomy
 
-from mriae.bundle import BundleInputError, BundleRunError
+from mriae.monai.bundle import BundleInputError, BundleRunError
 
 INFERENCE = REPO / "pipelines" / "bundle" / "mriae_codec" / "configs" / "inference.json"
 

@@ -260,7 +260,7 @@ def test_api_lossless_and_conflicts(tmp_path: Path):
 def test_monai_compress_transforms_pass_the_fidelity_through(scan: Path):
     from monai.data import MetaTensor
 
-    from mriae.transforms.monai import Compress, Compressd, Decompress
+    from mriae.monai import Compress, Compressd, Decompress
 
     data = Compress(max_error=3)(str(scan))
     assert context_error(data) == 3

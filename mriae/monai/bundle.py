@@ -1,6 +1,6 @@
 """Runners for the MONAI bundle in ``pipelines/bundle/mriae_codec`` (a face, like the CLI).
 
-The bundle's configs build the data pipeline from :mod:`mriae.transforms.monai` and MONAI
+The bundle's configs build the data pipeline from :mod:`mriae.monai` and MONAI
 transforms; these runners only iterate the MONAI ``Dataset``, measure, write the
 reconstructions and the metrics CSV, and log. Like a batch job, they refuse two inputs that
 would share an output before any work, and replace no file unless ``overwrite`` is set.
@@ -26,9 +26,9 @@ from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import SUFFIXES
-from mriae.transforms.monai import OVERWRITE, stem_of
+from mriae.monai.save import OVERWRITE, stem_of
 
-logger = logging.getLogger("mriae.bundle")
+logger = logging.getLogger("mriae.monai.bundle")
 
 INFERENCE_COLUMNS = ("file", "status", "error", "mriae_file", "reconstruction", "shape", "original_bytes",
                      "compressed_bytes", "bits_per_voxel", "psnr_db", "max_error", "quality", "fidelity", "coder",
