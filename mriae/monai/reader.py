@@ -1,4 +1,5 @@
-"""A MONAI ``ImageReader`` for .mriae files, known to ``LoadImage`` by the name ``MriaeReader``.
+"""MONAI ``ImageReader``s: :class:`MriaeReader` for .mriae files, known to ``LoadImage`` by the
+name ``MriaeReader``, and :class:`ImageFileReader` for the image files ``mriae compress`` reads.
 
 ``import mriae.monai`` registers it in MONAI's ``SUPPORTED_READERS`` (the table from which
 ``LoadImage`` builds its default readers and resolves reader names), so plain ``LoadImage()``
@@ -28,7 +29,7 @@ from monai.utils import ensure_tuple
 from mriae.codec import decompress_image
 from mriae.container import MAGIC
 from mriae.formats import MRIAE_SUFFIX
-from mriae.io.image import Image
+from mriae.io.image import Image, output_suffix, read_image
 from mriae.monai.meta import image_meta, spatial_first
 
 READER_NAME = "mriaereader"
@@ -50,20 +51,14 @@ def decode_file(path: str | os.PathLike) -> Image:
         raise MriaeReadError(f"{path}: cannot decode ({error})") from error
 
 
-def _claims(path: Path) -> bool:
-    """True for a .mriae file: named like one, or starting with the magic bytes."""
-    if str(path).lower().endswith(MRIAE_SUFFIX) or not path.is_file():
-        return True
-    with path.open("rb") as stream:
-        return stream.read(len(MAGIC)) == MAGIC
-
-
-class MriaeReader(ImageReader):
-    """Read .mriae files for ``LoadImage``/``LoadImaged`` (``reader="MriaeReader"``, the class or an instance).
+class _FileReader(ImageReader):
+    """An ``ImageReader`` of files mriae reads into :class:`~mriae.io.image.Image`: ``read``
+    claims the files, ``get_data`` reads them (so that ``LoadImage`` does not swallow their
+    errors) into spatial-first arrays with the metadata of :func:`~mriae.monai.meta.image_meta`.
 
     Args:
-        dtype: cast the decoded voxels to this dtype (``None`` keeps the dtype stored in the file;
-            ``LoadImage`` applies its own ``dtype`` afterwards anyway).
+        dtype: cast the voxels to this dtype (``None`` keeps the file's dtype; ``LoadImage``
+            applies its own ``dtype`` afterwards anyway).
     """
 
     def __init__(self, dtype: np.dtype | str | None = None, **kwargs) -> None:
@@ -71,26 +66,30 @@ class MriaeReader(ImageReader):
         self.dtype = dtype
         self.kwargs = kwargs
 
-    def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
-        """True when every name ends with ``.mriae`` (any case)."""
-        return all(str(name).lower().endswith(MRIAE_SUFFIX) for name in ensure_tuple(filename))
+    def claims(self, path: Path) -> bool:
+        """True when ``path`` is for this reader (``read`` refuses the others)."""
+        return self.verify_suffix(path)
+
+    def load(self, path: Path) -> Image:
+        """Read one file; errors name it."""
+        raise NotImplementedError
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs) -> list[Path] | Path:
-        """The paths of the .mriae files in ``data``, to decode in :meth:`get_data`; MriaeReadError
-        (which ``LoadImage`` answers by trying its other readers) for a file that is not one."""
+        """The paths in ``data``, to read in :meth:`get_data`; MriaeReadError for a file that is
+        not for this reader (``LoadImage`` answers it by trying its other readers)."""
         paths = [Path(name) for name in ensure_tuple(data)]
         for path in paths:
-            if not _claims(path):
-                raise MriaeReadError(f"{path}: not an .mriae file (bad magic bytes)")
+            if not self.claims(path):
+                raise MriaeReadError(f"{path}: not a file {type(self).__name__} reads")
         return paths if len(paths) > 1 else paths[0]
 
     def get_data(self, img: Sequence[Path] | Path) -> tuple[np.ndarray, dict]:
-        """Decode the files :meth:`read` returned: (spatial-first array, stacked along a first
-        axis for several files, and their MONAI metadata)."""
+        """Read the files :meth:`read` returned: (spatial-first array, several files stacked
+        along a first axis, and their MONAI metadata)."""
         arrays: list[np.ndarray] = []
         compatible: dict = {}
         for path in ensure_tuple(img):
-            image = decode_file(path)
+            image = self.load(path)
             array = spatial_first(image.array)
             if self.dtype is not None:
                 array = array.astype(self.dtype)
@@ -98,6 +97,40 @@ class MriaeReader(ImageReader):
             _copy_compatible_dict(image_meta(Image(array, image.affine, image.suffix, image.source), str(path)),
                                   compatible)
         return _stack_images(arrays, compatible), compatible
+
+
+class MriaeReader(_FileReader):
+    """Read .mriae files for ``LoadImage``/``LoadImaged`` (``reader="MriaeReader"``, the class or an
+    instance; ``dtype`` as in :class:`_FileReader`). Files named ``*.mriae`` or starting with the
+    magic bytes are claimed; a damaged one raises :class:`MriaeReadError` naming it."""
+
+    def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
+        """True when every name ends with ``.mriae`` (any case)."""
+        return all(str(name).lower().endswith(MRIAE_SUFFIX) for name in ensure_tuple(filename))
+
+    def claims(self, path: Path) -> bool:
+        """Named like a .mriae file, missing (to be named as such), or starting with the magic bytes."""
+        if self.verify_suffix(path) or not path.is_file():
+            return True
+        with path.open("rb") as stream:
+            return stream.read(len(MAGIC)) == MAGIC
+
+    def load(self, path: Path) -> Image:
+        return decode_file(path)
+
+
+class ImageFileReader(_FileReader):
+    """Read image files as ``mriae compress`` does (:func:`mriae.io.read_image`: every input
+    format the README lists, with the original header), into the same array layout and
+    metadata as :class:`MriaeReader`, so that an original and its .mriae file load alike.
+    Not registered with MONAI (its own readers keep those suffixes): pass ``reader=ImageFileReader()``."""
+
+    def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
+        """True when every name has a suffix mriae reads."""
+        return all(output_suffix(Path(name)) for name in ensure_tuple(filename))
+
+    def load(self, path: Path) -> Image:
+        return read_image(path)
 
 
 def register_reader() -> None:
