@@ -89,7 +89,7 @@ def test_inference_config_has_the_standard_infer_properties():
 def test_train_config_has_the_standard_train_properties(tmp_path: Path):
     from monai.inferers import SimpleInferer
 
-    from mriae.monai.bundle import TrainingRunner
+    from mriae.monai.bundle import BundleInputError, TrainingRunner
     from mriae.training.cache import templates_folder
     from mriae.training.train import TrainingVolumes
 
@@ -102,6 +102,9 @@ def test_train_config_has_the_standard_train_properties(tmp_path: Path):
     assert flow.device.type in ("cpu", "cuda")
     assert flow.trainer.config.checkpoint == str(tmp_path / "train" / "checkpoint.pt")
     assert not (tmp_path / "train").exists()  # nothing is written before the run
+    with pytest.raises(BundleInputError) as refused:
+        TrainingRunner(flow.trainer.config, flow.train_dataset, max_epochs=0, epoch_length=2)
+    assert str(refused.value) == "max_epochs must be a whole number of at least 1, got 0"
 
 
 def test_train_workflow_trains_max_epochs_of_epoch_length_steps(tmp_path: Path):
@@ -196,7 +199,9 @@ def test_inference_names_a_missing_dataset_dir(tmp_path):
                              "--output_dir", str(tmp_path / "out")], cwd=REPO, env={**os.environ, **OFFLINE},
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
-    assert f"dataset_dir {tmp_path / 'nowhere'} is not a folder" in result.stderr
+    assert (f"BundleInputError: dataset_dir {tmp_path / 'nowhere'} is not a folder (override it with --dataset_dir "
+            "DIR; the defaults are relative to bundle_root: run from the bundle folder or give --bundle_root)"
+            in result.stderr)
 
 
 def test_weights_given_by_path(tmp_path: Path, mni_t1: np.ndarray):

@@ -91,3 +91,19 @@ def test_a_missing_mriae_file_is_named(tmp_path: Path):
     with pytest.raises(MriaeReadError) as raised:
         LoadImage(reader="MriaeReader")(missing)
     assert str(raised.value) == f"{missing}: no such file"
+
+
+def test_image_file_reader_loads_an_original_like_its_mriae_file(tmp_path: Path, coded: Path):
+    from mriae.io import read_image, write_image
+    from mriae.monai import ImageFileReader
+
+    original = read_image(MNI)
+    mha = tmp_path / "mni.mha"
+    write_image(original, mha)
+    for path in (MNI, mha):
+        image = LoadImage(reader=ImageFileReader(), image_only=True, dtype=None)(path)
+        assert np.array_equal(image.numpy(), original.array)
+        assert np.allclose(image.affine.numpy(), original.affine, atol=1e-6)
+    decoded = LoadImage(image_only=True, dtype=None)(coded)
+    assert tuple(decoded.shape) == original.array.shape and decoded.dtype == image.dtype
+    assert np.array_equal(decoded.affine.numpy(), LoadImage(reader=ImageFileReader(), image_only=True)(MNI).affine.numpy())

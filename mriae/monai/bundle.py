@@ -55,7 +55,9 @@ def list_images(dataset_dir: str, suffixes: Sequence[str] = SUFFIXES) -> list[st
     """Image files directly in ``dataset_dir`` (sorted); a clear error if there are none."""
     folder = Path(dataset_dir)
     if not folder.is_dir():
-        raise BundleInputError(f"dataset_dir {folder} is not a folder (override it with --dataset_dir DIR)")
+        raise BundleInputError(f"dataset_dir {folder} is not a folder (override it with --dataset_dir DIR; "
+                               "the defaults are relative to bundle_root: run from the bundle folder or give "
+                               "--bundle_root)")
     files = sorted(str(p) for p in folder.iterdir() if p.is_file() and output_suffix(p) in suffixes)
     if not files:
         raise BundleInputError(f"dataset_dir {folder} holds no images ({', '.join(suffixes)})")
