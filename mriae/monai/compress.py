@@ -38,7 +38,7 @@ class Compress(Transform):
     Args:
         quality: network level, 1 (smallest) … 8 (best).
         spacing: voxel size (mm) to code on (undone on decode), ``None`` for the image's own.
-        weights: installed weights to code with.
+        weights: weights to code with: the name of installed weights or a weights file's path.
         channel_dim: channel axis of array inputs (MONAI's convention: 0), ``None`` when the
             array is spatial-first (X, Y, Z[, N]) already.
         max_error: every voxel within this absolute error, in stored units (for a NIfTI
@@ -49,12 +49,12 @@ class Compress(Transform):
     """
 
     def __init__(self, quality: int | None = None, spacing: Sequence[float] | None = None,
-                 weights: str = DEFAULT_WEIGHTS, channel_dim: int | None = 0, max_error: float | None = None,
+                 weights: str | os.PathLike = DEFAULT_WEIGHTS, channel_dim: int | None = 0, max_error: float | None = None,
                  lossless: bool = False, psnr: float | None = None) -> None:
         self.fidelity = Fidelity.of(quality, max_error, lossless, psnr)
         self.quality = self.fidelity.quality
         self.spacing = None if spacing is None else tuple(float(s) for s in ensure_tuple_rep(spacing, 3))
-        self.weights = weights
+        self.weights = os.fspath(weights)
         self.channel_dim = channel_dim
 
     def image_of(self, img) -> tuple[Image, int | None]:
@@ -97,7 +97,7 @@ class Compressd(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection, quality: int | None = None, spacing: Sequence[float] | None = None,
-                 weights: str = DEFAULT_WEIGHTS, channel_dim: int | None = 0,
+                 weights: str | os.PathLike = DEFAULT_WEIGHTS, channel_dim: int | None = 0,
                  output_keys: KeysCollection | None = None, stats_key_postfix: str | None = "stats",
                  allow_missing_keys: bool = False, max_error: float | None = None, lossless: bool = False,
                  psnr: float | None = None) -> None:

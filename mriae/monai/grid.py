@@ -6,6 +6,7 @@ It wraps :mod:`mriae.transforms.geometry`; nothing here pads or resamples on its
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -30,11 +31,11 @@ class ToNetworkGrid(InvertibleTransform):
     Args:
         spacing: voxel size (mm) to code on, or ``None`` to keep the image's grid.
         levels: stride-2 stages of the network; ``None`` reads them from ``weights``.
-        weights: installed weights whose network the grid is planned for.
+        weights: weights (installed name or file path) whose network the grid is planned for.
     """
 
     def __init__(self, spacing: Sequence[float] | None = None, levels: int | None = None,
-                 weights: str = DEFAULT_WEIGHTS) -> None:
+                 weights: str | os.PathLike = DEFAULT_WEIGHTS) -> None:
         self.spacing = None if spacing is None else tuple(float(s) for s in ensure_tuple_rep(spacing, 3))
         self.levels = levels
         self.weights = weights
@@ -80,7 +81,7 @@ class ToNetworkGridd(MapTransform, InvertibleTransform):
     """Dictionary version of :class:`ToNetworkGrid`."""
 
     def __init__(self, keys: KeysCollection, spacing: Sequence[float] | None = None, levels: int | None = None,
-                 weights: str = DEFAULT_WEIGHTS, allow_missing_keys: bool = False) -> None:
+                 weights: str | os.PathLike = DEFAULT_WEIGHTS, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = ToNetworkGrid(spacing, levels, weights)
 

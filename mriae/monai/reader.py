@@ -59,12 +59,12 @@ class _FileReader(ImageReader):
     Args:
         dtype: cast the voxels to this dtype (``None`` keeps the file's dtype; ``LoadImage``
             applies its own ``dtype`` afterwards anyway).
+        kwargs: ignored (``LoadImage`` passes its extra arguments to every reader).
     """
 
     def __init__(self, dtype: np.dtype | str | None = None, **kwargs) -> None:
         super().__init__()
         self.dtype = dtype
-        self.kwargs = kwargs
 
     def claims(self, path: Path) -> bool:
         """True when ``path`` is for this reader (``read`` refuses the others)."""
