@@ -107,16 +107,35 @@ def test_train_config_has_the_standard_train_properties(tmp_path: Path):
     assert str(refused.value) == "max_epochs must be a whole number of at least 1, got 0"
 
 
-def test_train_workflow_trains_max_epochs_of_epoch_length_steps(tmp_path: Path):
+class SmallVolumes:
+    """A light stand-in for TrainingVolumes: one smooth 20³ blob, counting how often it is drawn."""
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def at_step(self, step: int) -> SmallVolumes:
+        return self
+
+    def __iter__(self):
+        axis = torch.linspace(-1, 1, 20)
+        blob = torch.exp(-3 * (axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2))
+        while True:
+            self.drawn += 1
+            yield blob[None]
+
+
+def test_train_workflow_trains_max_epochs_of_epoch_length_steps_from_its_dataset(tmp_path: Path):
     tiny = {f"train_config#{key}": value for key, value in
-            (("hidden_channels", 4), ("latent_channels", 4), ("levels", 2))}
+            (("hidden_channels", 4), ("latent_channels", 4), ("levels", 2), ("refresh_every", 1), ("export", ""))}
     flow = workflow("train.json", "train", output_dir=str(tmp_path / "train"), max_epochs=2, epoch_length=1, crop=16,
-                    calibration_volumes=1, device="cpu", **tiny)
+                    device="cpu", **tiny)
+    volumes = SmallVolumes()
+    flow.train_dataset = volumes  # the property: train#trainer takes its dataset from it
+    flow.initialize()
     (checkpoint,) = flow.run()
     assert torch.load(checkpoint, weights_only=True)["step"] == 2
     assert [int(row["step"]) for row in rows(tmp_path / "train" / "train_log.csv")] == [1, 2]
-    exported = torch.load(tmp_path / "train" / "weights.pt", weights_only=True)
-    assert exported["config"] == {"hidden_channels": 4, "latent_channels": 4, "levels": 2}
+    assert volumes.drawn == 2  # a volume at the start, another at step 2 (refresh_every 1)
 
 
 def test_verify_net_in_out_checks_the_network_against_the_metadata():
