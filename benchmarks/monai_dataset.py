@@ -3,7 +3,7 @@
 Builds N volumes derived from ``sample_data/mni152_t1_2mm.nii.gz`` (99×117×95): each is the
 template scaled to int16 [0, 1000] with a seeded random gamma, a smooth multiplicative bias
 field and Rician-like noise (σ = 1 % of the range), written as .nii.gz (nibabel, default gzip
-level) and compressed with ``mriae.transforms.monai.Compress`` at the given quality. Then it
+level) and compressed with ``mriae.monai.Compress`` at the given quality. Then it
 times one pass over ``monai.data.Dataset`` with ``LoadImaged`` (NibabelReader for .nii.gz,
 ``MriaeReader`` for .mriae) + ``EnsureChannelFirstd``, best of ``--repeat`` passes.
 
@@ -23,8 +23,7 @@ from monai.data import Dataset
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from mriae.codec import psnr
-from mriae.io.reader import MriaeReader
-from mriae.transforms.monai import Compress
+from mriae.monai import Compress, MriaeReader
 
 SOURCE = Path(__file__).resolve().parents[1] / "sample_data" / "mni152_t1_2mm.nii.gz"
 

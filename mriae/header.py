@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mriae.container import ContainerError, unpack
-from mriae.formats import SUFFIXES
+from mriae.formats import MODEL_NAME, SUFFIXES
 from mriae.limits import LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
 from mriae.transforms.grid import GridPlan, plan_on
@@ -82,7 +82,6 @@ DTYPES = frozenset(
 """Voxel types a header may name: numpy dtype strings with byte order."""
 MAX_AXES = 7
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA_PREFIX = re.compile(f"[0-9a-f]{{{MODEL_ID_DIGITS}}}")
 NIFTI_HEADER_LIMIT = 32 << 20
 """Largest original NIfTI header (with extensions) a file may carry: as base64 in the JSON

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from conftest import REPO, anatomy
 
-from mriae.bundle import BundleInputError, BundleRunError
+from mriae.monai.bundle import BundleInputError, BundleRunError
 
-INFERENCE = REPO / "pipelines" / "bundle" / "mriae_codec" / "configs" / "inference.json"
+BUNDLE = REPO / "pipelines" / "bundle" / "mriae_codec"
+INFERENCE = BUNDLE / "configs" / "inference.json"
 
 
 def big_endian_nifti(path: Path, mni_t1: np.ndarray) -> Path:
@@ -43,7 +44,8 @@ def run_inference(dataset: Path, output: Path, *overrides: str) -> subprocess.Co
     """``python -m monai.bundle run`` of the inference config, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9"}
     return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(INFERENCE),
-                           "--dataset_dir", str(dataset), "--output_dir", str(output), *overrides],
+                           "--bundle_root", str(BUNDLE), "--dataset_dir", str(dataset), "--output_dir", str(output),
+                           *overrides],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -54,8 +56,7 @@ def inference_in_process(dataset: Path, output: Path, **overrides) -> list[dict]
 
     parser = ConfigParser()
     parser.read_config(str(INFERENCE))
-    parser.update({"dataset_dir": str(dataset), "output_dir": str(output), **overrides})
-    parser.get_parsed_content("initialize")
+    parser.update({"bundle_root": str(BUNDLE), "dataset_dir": str(dataset), "output_dir": str(output), **overrides})
     try:
         (rows,) = parser.get_parsed_content("run")
     except RuntimeError as error:
@@ -94,7 +95,7 @@ def test_inputs_sharing_a_name_are_refused_before_any_work(tmp_path: Path, mni_t
         inference_in_process(dataset, output)
     assert str(refused.value) == (f"2 inputs would be written to {output / 'vol.mriae'}: {dataset / 'vol.nii'}, "
                                   f"{dataset / 'vol.nii.gz'} (rename them or run them as separate jobs)")
-    assert list(output.iterdir()) == []
+    assert not output.exists()  # refused before any work: not even the folder
 
 
 def test_outputs_are_replaced_only_with_overwrite(tmp_path: Path, mni_t1: np.ndarray):

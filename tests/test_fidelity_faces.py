@@ -260,7 +260,7 @@ def test_api_lossless_and_conflicts(tmp_path: Path):
 def test_monai_compress_transforms_pass_the_fidelity_through(scan: Path):
     from monai.data import MetaTensor
 
-    from mriae.transforms.monai import Compress, Compressd, Decompress
+    from mriae.monai import Compress, Compressd, Decompress
 
     data = Compress(max_error=3)(str(scan))
     assert context_error(data) == 3
@@ -289,8 +289,9 @@ def bundle_config(name: str, **overrides):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(REPO / "pipelines" / "bundle" / "mriae_codec" / "configs" / name))
-    parser.update(overrides)
+    bundle_root = REPO / "pipelines" / "bundle" / "mriae_codec"
+    parser.read_config(str(bundle_root / "configs" / name))
+    parser.update({"bundle_root": str(bundle_root), **overrides})
     return parser
 
 
@@ -299,7 +300,7 @@ def test_bundle_inference_config_takes_a_max_error(tmp_path: Path, scan: Path):
     parser = bundle_config("inference.json", dataset_dir=str(scan.parent), output_dir=str(output), max_error=2,
                            save_reconstructions=False)
     assert parser["quality"] is None and parser["lossless"] is False and parser["psnr"] is None  # the defaults
-    (row,) = parser.get_parsed_content("runner").run()
+    (row,) = parser.get_parsed_content("evaluator").run()
     data = (output / "scan.mriae").read_bytes()
     assert context_error(data) == 2
     assert (row["fidelity"], row["coder"], row["quality"]) == ("max error 2", "context", "")
@@ -314,7 +315,7 @@ def test_bundle_inference_config_refuses_two_modes(tmp_path: Path, scan: Path):
     parser = bundle_config("inference.json", dataset_dir=str(scan.parent), output_dir=str(tmp_path / "out"),
                            quality=5, lossless=True)
     with pytest.raises(Exception) as failure:
-        parser.get_parsed_content("runner")
+        parser.get_parsed_content("evaluator")
     chain = [failure.value]
     while chain[-1].__cause__ is not None:
         chain.append(chain[-1].__cause__)

@@ -13,19 +13,20 @@ from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImage, L
 
 from mriae.codec import psnr
 from mriae.container import MAGIC
-from mriae.io.reader import MriaeReader, MriaeReadError
 from mriae.models.weights import load_codec
-from mriae.transforms.geometry import plan
-from mriae.transforms.monai import (
+from mriae.monai import (
     Compress,
     Compressd,
     Decompress,
     Decompressd,
+    MriaeReader,
+    MriaeReadError,
     SaveMriae,
     SaveMriaed,
     ToNetworkGrid,
     ToNetworkGridd,
 )
+from mriae.transforms.geometry import plan
 
 MNI = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
 FMRI = REPO / "sample_data" / "example4d.nii.gz"

@@ -6,12 +6,14 @@ import csv
 import ctypes
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import IterableDataset
 
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
 from mriae.models.weights import export
@@ -21,20 +23,39 @@ from mriae.transforms.geometry import plan_on, to_network_grid
 from mriae.transforms.grid import plan_grid
 
 
+class TrainingVolumes(IterableDataset):
+    """The endless stream of training volumes (1, D, H, W) in [0, 1] that ``config`` describes
+    (synthetic brains and heads, the real T1 template): the dataset a run crops its batches from."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def at_step(self, step: int) -> TrainingVolumes:
+        """The stream of a run resumed at ``step``: seeded with ``seed + step``, so that it does
+        not draw the volumes of the steps before again."""
+        return TrainingVolumes(replace(self.config, seed=self.config.seed + step))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        config = self.config
+        volumes = SyntheticVolumes(config.seed, config.real_fraction, min_size=config.crop, atlas=config.atlas(),
+                                   head_fraction=config.head_fraction)
+        while True:
+            yield volumes()
+
+
 class BatchSampler:
-    """Crops batches from a pool volume that is redrawn every ``refresh_every`` batches.
+    """Crops batches from a pool volume of ``volumes`` that is redrawn every ``refresh_every`` batches.
 
     Most batches are cubes; ``thin_fraction`` of them have one or two short axes (down to a
     single slice), edge-padded as the codec pads them and with the distortion measured on the
     real voxels only, so that padding learns to cost almost nothing.
     """
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, volumes: Iterator[torch.Tensor]) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1000)
-        self.volumes = SyntheticVolumes(config.seed, config.real_fraction, min_size=config.crop,
-                                        atlas=config.atlas(), head_fraction=config.head_fraction)
-        self.volume = self.volumes()
+        self.volumes = volumes
+        self.volume = next(volumes)
         self.drawn = 0
 
     def crop_shape(self) -> tuple[int, int, int]:
@@ -60,7 +81,7 @@ class BatchSampler:
     def __call__(self, levels: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
         """(padded batch (B,1,D,H,W), mask of real voxels, levels per axis)."""
         if self.drawn and self.drawn % self.config.refresh_every == 0:
-            self.volume = self.volumes()
+            self.volume = next(self.volumes)
         self.drawn += 1
         shape = self.crop_shape()
         strides, padded = plan_grid(shape, levels)
@@ -93,14 +114,16 @@ def keep_freed_memory() -> None:
     libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD (glibc's maximum)
 
 
-def train(config: TrainConfig, report: Callable[[str], None] = print, max_seconds: float | None = None) -> Path:
-    """Run (or resume) training until ``config.total_steps`` on the GPU if there is one, else
-    the CPU; returns the checkpoint path."""
+def train(config: TrainConfig, report: Callable[[str], None] = print, max_seconds: float | None = None,
+          volumes: TrainingVolumes | None = None, device: torch.device | str | None = None) -> Path:
+    """Run (or resume) training until ``config.total_steps`` on ``device`` (default: the GPU if
+    there is one, else the CPU), cropping batches from ``volumes`` (default: those of
+    ``config``); returns the checkpoint path."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
     keep_freed_memory()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     checkpoint = Path(config.checkpoint)
@@ -114,9 +137,11 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
             group["lr"] = config.learning_rate
         report(f"resumed from {checkpoint} at step {step}")
         drop_rows_after(Path(config.log), step)
-    sampler = BatchSampler(TrainConfig(**{**config.__dict__, "seed": config.seed + step}))
+    volumes = volumes if volumes is not None else TrainingVolumes(config)
+    sampler = BatchSampler(replace(config, seed=config.seed + step), iter(volumes.at_step(step)))
     rng = np.random.default_rng(config.seed + step)
     log_path = Path(config.log)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     new_log = not log_path.is_file()
     started = time.monotonic()
     with log_path.open("a", newline="") as log_file:

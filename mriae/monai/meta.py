@@ -1,12 +1,11 @@
-"""A MONAI ``ImageReader`` for .mriae files, so ``LoadImage(reader=MriaeReader())`` and
-``LoadImaged`` read compressed volumes into MetaTensors with their original affine.
+"""MONAI metadata of decoded images: the affine and header fields ``LoadImage`` users expect,
+and the MetaTensor metadata that travels inside a .mriae file.
 
-The reader decodes through :func:`mriae.codec.decompress_image` (the one pipeline) and
-fills the metadata the way MONAI's ``NibabelReader`` does: the array is spatial-first
-(X, Y, Z[, N]), ``affine``/``original_affine`` are the file's RAS affine unchanged,
-``spatial_shape`` the first three axes, ``original_channel_dim`` ``-1`` for a series of
-volumes and "no channel" for one volume. When the original was a NIfTI file, its header
-fields (``pixdim``, ``dim``, ``qform_code``, ...) are in the metadata too.
+The array is spatial-first (X, Y, Z[, N]) as MONAI's ``NibabelReader`` gives it;
+``affine``/``original_affine`` are the file's RAS affine unchanged, ``spatial_shape`` the first
+three axes, ``original_channel_dim`` ``-1`` for a series of volumes and "no channel" for one
+volume. When the original was a NIfTI file, its header fields (``pixdim``, ``dim``,
+``qform_code``, ...) are in the metadata too.
 """
 
 from __future__ import annotations
@@ -16,35 +15,25 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
-from monai.utils import ensure_tuple
+import torch
+from monai.data import MetaTensor
+from monai.data.utils import to_affine_nd
 
-from mriae.codec import decompress_image
-from mriae.container import ContainerError
-from mriae.formats import MRIAE_SUFFIX
 from mriae.io.image import Image
 
 MONAI_META = "monai_meta"
 """Key of ``Image.source`` holding the JSON-able MONAI metadata a MetaTensor was compressed with."""
 
 
-class MriaeReadError(ValueError):
-    """A .mriae file that cannot be read; the message names the file."""
-
-
-def decode_file(path: str | os.PathLike) -> Image:
-    """Decode one .mriae file; failures raise :class:`MriaeReadError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MriaeReadError(f"{path}: no such file")
-    try:
-        return decompress_image(path.read_bytes())
-    except (ContainerError, ValueError, KeyError) as error:
-        raise MriaeReadError(f"{path}: cannot decode ({error})") from error
+def affine_of(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """4×4 float64 affine of a MetaTensor (identity for plain arrays and tensors)."""
+    if isinstance(img, MetaTensor):
+        affine = img.affine.detach().cpu().numpy().astype(np.float64)
+        return np.asarray(to_affine_nd(3, affine)) if affine.shape != (4, 4) else affine
+    return np.eye(4)
 
 
 def _nifti_header_meta(source: dict) -> dict:
@@ -128,37 +117,3 @@ def spatial_first(array: np.ndarray) -> np.ndarray:
     if array.ndim > 4:
         array = array.reshape(array.shape[:3] + (-1,), order="F")
     return array.astype(array.dtype.newbyteorder("="), copy=False)
-
-
-class MriaeReader(ImageReader):
-    """Read .mriae files for ``LoadImage``/``LoadImaged``: ``reader=MriaeReader()`` (or the class).
-
-    Args:
-        dtype: cast the decoded voxels to this dtype (``None`` keeps the dtype stored in the file;
-            ``LoadImage`` applies its own ``dtype`` afterwards anyway).
-    """
-
-    def __init__(self, dtype: np.dtype | str | None = None, **kwargs) -> None:
-        super().__init__()
-        self.dtype = dtype
-        self.kwargs = kwargs
-
-    def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
-        return all(str(name).lower().endswith(MRIAE_SUFFIX) for name in ensure_tuple(filename))
-
-    def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs) -> list[tuple[Image, str]] | tuple[Image, str]:
-        images = [(decode_file(name), str(name)) for name in ensure_tuple(data)]
-        return images if len(images) > 1 else images[0]
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        arrays: list[np.ndarray] = []
-        compatible: dict = {}
-        items = [img] if isinstance(img, tuple) else list(img)
-        for image, name in items:
-            array = spatial_first(image.array)
-            if self.dtype is not None:
-                array = array.astype(self.dtype)
-            arrays.append(array)
-            meta = image_meta(Image(array, image.affine, image.suffix, image.source), name)
-            _copy_compatible_dict(meta, compatible)
-        return _stack_images(arrays, compatible), compatible

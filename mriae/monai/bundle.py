@@ -1,9 +1,10 @@
 """Runners for the MONAI bundle in ``pipelines/bundle/mriae_codec`` (a face, like the CLI).
 
-The bundle's configs build the data pipeline from :mod:`mriae.transforms.monai` and MONAI
-transforms; these runners only iterate the MONAI ``Dataset``, measure, write the
-reconstructions and the metrics CSV, and log. Like a batch job, they refuse two inputs that
-would share an output before any work, and replace no file unless ``overwrite`` is set.
+The bundle's configs build the data pipeline from :mod:`mriae.monai` and MONAI
+transforms; the inference and evaluation runners only iterate the MONAI ``Dataset``, measure,
+write the reconstructions and the metrics CSV, and log. Like a batch job, they refuse two
+inputs that would share an output before any work, and replace no file unless ``overwrite``
+is set. The training runner runs mriae's training loop for a number of epochs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,11 @@ from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import SUFFIXES
-from mriae.transforms.monai import OVERWRITE, stem_of
+from mriae.monai.save import OVERWRITE, stem_of
+from mriae.training.config import TrainConfig
+from mriae.training.train import TrainingVolumes, train
 
-logger = logging.getLogger("mriae.bundle")
+logger = logging.getLogger("mriae.monai.bundle")
 
 INFERENCE_COLUMNS = ("file", "status", "error", "mriae_file", "reconstruction", "shape", "original_bytes",
                      "compressed_bytes", "bits_per_voxel", "psnr_db", "max_error", "quality", "fidelity", "coder",
@@ -51,7 +55,9 @@ def list_images(dataset_dir: str, suffixes: Sequence[str] = SUFFIXES) -> list[st
     """Image files directly in ``dataset_dir`` (sorted); a clear error if there are none."""
     folder = Path(dataset_dir)
     if not folder.is_dir():
-        raise BundleInputError(f"dataset_dir {folder} is not a folder (override it with --dataset_dir DIR)")
+        raise BundleInputError(f"dataset_dir {folder} is not a folder (override it with --dataset_dir DIR; "
+                               "the defaults are relative to bundle_root: run from the bundle folder or give "
+                               "--bundle_root)")
     files = sorted(str(p) for p in folder.iterdir() if p.is_file() and output_suffix(p) in suffixes)
     if not files:
         raise BundleInputError(f"dataset_dir {folder} holds no images ({', '.join(suffixes)})")
@@ -262,3 +268,36 @@ class EvaluationRunner:
         logger.info("evaluation of %d files × %d settings written to %s", len(self.data), len(self.settings),
                     self.output_dir)
         return rows
+
+
+class TrainingRunner:
+    """The bundle's trainer: mriae's training loop (:func:`mriae.training.train.train`) for
+    ``max_epochs`` epochs of ``epoch_length`` steps, cropping its batches from ``dataset`` on
+    ``device``. The training volumes are an endless stream, so an epoch is a number of steps
+    (ignite's ``epoch_length``); a run resumes from ``config.checkpoint`` if it exists.
+
+    Args:
+        config: the training settings; their ``total_steps`` become ``max_epochs × epoch_length``.
+        dataset: the volumes to crop batches from.
+        max_epochs: epochs to reach (counted from step 0, so a resumed run trains the rest).
+        epoch_length: training steps per epoch.
+        device: where the network trains (``None``: the GPU if there is one, else the CPU).
+    """
+
+    def __init__(self, config: TrainConfig, dataset: TrainingVolumes, max_epochs: int, epoch_length: int,
+                 device: torch.device | str | None = None) -> None:
+        for name, value in (("max_epochs", max_epochs), ("epoch_length", epoch_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BundleInputError(f"{name} must be a whole number of at least 1, got {value!r}")
+        self.config = config
+        self.dataset = dataset
+        self.max_epochs = max_epochs
+        self.epoch_length = epoch_length
+        self.device = device
+
+    def run(self) -> Path:
+        """Train to ``max_epochs × epoch_length`` steps (exporting weights if the config says
+        where); the checkpoint path."""
+        config = replace(self.config, total_steps=self.max_epochs * self.epoch_length)
+        return train(config, report=logger.info, volumes=self.dataset, device=self.device)
+
