@@ -34,7 +34,8 @@ from mriae.codec import compress_image, decoder_of, decompress_image, psnr, volu
 from mriae.evaluation.maps import head_mask
 from mriae.header import read
 from mriae.io import Image, read_image
-from mriae.tiled import TileSymbols, reconstructed, single_threaded, tile_symbols
+from mriae.parallel import single_threaded
+from mriae.tiled import TileSymbols, reconstructed, tile_symbols
 from mriae.transforms.geometry import from_network_grid, plan_on
 from mriae.transforms.tiles import TILE_SIZE, TileGrid, box_slices, whole
 

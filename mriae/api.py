@@ -19,6 +19,7 @@ from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import names_a_label_map
+from mriae.parallel import using
 
 if TYPE_CHECKING:
     from mriae.codec import Progress, Stats
@@ -42,6 +43,7 @@ def compress(
     spacing: tuple[float, float, float] | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    threads: int | None = None,
 ) -> tuple[bytes, Stats]:
     """Compress an image file or an array (with its 4×4 ``affine``; identity if omitted).
 
@@ -59,6 +61,8 @@ def compress(
     measured ``max_error``, ``at_bound``); also writes them to ``output`` if given
     (FileExistsError if it exists, unless ``force``). An integer file whose name marks a
     label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
+
+    ``threads``: tiles coded at once (None: every core); the bytes do not depend on it.
     """
     from mriae.codec import compress_image
 
@@ -72,8 +76,9 @@ def compress(
     else:
         image = read_image(source)
         file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
-    data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
-                                 label_map=label_map)
+    with using(threads):
+        data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
+                                     label_map=label_map)
     if output is not None:
         write_bytes_atomic(output, data, overwrite=force)
     return data, stats
@@ -105,6 +110,7 @@ def decompress(
     roi: tuple[slice, slice, slice] | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    threads: int | None = None,
 ) -> Image:
     """Decode .mriae bytes or a .mriae file to an :class:`~mriae.io.Image` (array + affine).
 
@@ -116,7 +122,8 @@ def decompress(
     bounded, lossless and exactly stored volumes are decoded whole and cropped.
 
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
-    (FileExistsError if it or its data file exists, unless ``force``).
+    (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
+    decoded at once (None: every core); the voxels do not depend on it.
     """
     from mriae.codec import decompress_image
 
@@ -124,7 +131,8 @@ def decompress(
         refuse_replacing_the_input(source, output)
         check_targets(image_files(output), force)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
-    image = decompress_image(data, progress=progress, roi=roi)
+    with using(threads):
+        image = decompress_image(data, progress=progress, roi=roi)
     if output is not None:
         write_image(image, output, overwrite=force)
     return image

@@ -56,6 +56,8 @@ are; anything else is an internal error."""
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Tiles coded at once (default: every core); the output does not depend on it.")]
 Quality = Annotated[int | None, typer.Option("--quality", "-q", help="Network level: 1 (smallest) … 8 (best); default 5.")]
 MaxError = Annotated[float | None, typer.Option(
     "--max-error", help="Every voxel within this absolute error, in stored units (3D context coder); 0: lossless.")]
@@ -282,6 +284,7 @@ def compress(
     lossless: Lossless = False,
     psnr: TargetPsnr = None,
     spacing: Annotated[str | None, typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
+    threads: Threads = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -295,7 +298,7 @@ def compress(
         with volume_progress("compressing") as progress:
             data, stats = api.compress(input, target, quality=fidelity.quality, max_error=fidelity.max_error,
                                        lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
-                                       progress=progress, force=force)
+                                       progress=progress, force=force, threads=threads)
         say(
             f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
             f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {achieved(stats, read_header(data))}"
@@ -309,6 +312,7 @@ def decompress(
     roi: Annotated[str | None, typer.Option(
         "--roi", help="Only this region, x0:x1,y0:y1,z0:z1 (voxel indices, half-open like Python slices), with its "
         "own affine; network-coded files decode only the tiles it needs, others are decoded whole and cropped.")] = None,
+    threads: Threads = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -322,7 +326,7 @@ def decompress(
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
         check_not_input(input, target)
         with volume_progress("decompressing") as progress:
-            image = api.decompress(data, target, roi=region, progress=progress, force=force)
+            image = api.decompress(data, target, roi=region, progress=progress, force=force, threads=threads)
         say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
 
 

@@ -37,6 +37,7 @@ from mriae.io import Image
 from mriae.io.image import region_source
 from mriae.limits import LimitError, Limits
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
+from mriae.parallel import ordered_map
 from mriae.predictive import coder, symmetry
 from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers
 from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed, symbols_checksum, tile_symbols
@@ -472,7 +473,7 @@ def _encode_lossy(codec: Codec, volume: np.ndarray, grid: GridPlan, tiles: TileG
     else:
         voxels = network_voxels(volume, grid, intensity)
         try:
-            coded = [encode_tile(codec, quality, tiles, index, voxels) for index in range(tiles.count)]
+            coded = list(ordered_map(lambda index: encode_tile(codec, quality, tiles, index, voxels), range(tiles.count)))
         except StreamError as error:
             raise UncodableError(str(error)) from error
         chunks = [chunk for chunk, _ in coded]

@@ -3,41 +3,29 @@ independent chunk, and the transforms run on one tile and its halo at a time, so
 is bounded by the tile and a region of the volume decodes from the tiles it needs.
 
 :func:`encode_tile` (analysis, quantization, entropy coding) and :func:`synthesize_tile` are
-the units of work. Each runs torch on one thread (:func:`single_threaded`), so that decoded
-voxels do not depend on the machine's thread settings; running tiles concurrently is left to
-their callers.
+the units of work. Each runs torch on one thread (:func:`mriae.parallel.single_threaded`), so
+that decoded voxels do not depend on the machine's thread settings, and tiles run on every
+core at once (:func:`mriae.parallel.ordered_map`).
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from mriae.entropy_coder.stream import StreamError, decode_symbols, encode_symbols
 from mriae.models.weights import Codec
+from mriae.parallel import ordered_map, single_threaded
 from mriae.transforms.geometry import GridPlan, coding_region, resample_region, to_network_grid
 from mriae.transforms.intensity import IntensityRange
 from mriae.transforms.tiles import Box, TileGrid, box_shape, box_slices, intersection
 
 Voxels = Callable[[Box], np.ndarray]
 """The [0, 1] float32 voxels of a box of a volume's padded network grid."""
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch on one intra-op thread: conv results (in the last bits) depend on the
-    thread count, so fixing it makes encoding and decoding independent of the machine's
-    thread settings. Parallelism comes from coding several tiles, volumes or files at once."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def symbols_checksum(symbols: np.ndarray) -> int:
@@ -97,12 +85,14 @@ class TileSymbols:
         self.tiles = tiles
         self._symbols_of = symbols_of
         self._known: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def tile(self, index: int) -> np.ndarray:
-        """The (C, *tile) symbols of tile ``index``."""
-        if index not in self._known:
-            self._known[index] = self._symbols_of(index)
-        return self._known[index]
+        """The (C, *tile) symbols of tile ``index`` (tiles synthesized at once share them)."""
+        with self._lock:
+            if index not in self._known:
+                self._known[index] = self._symbols_of(index)
+            return self._known[index]
 
     def box(self, latents: Box) -> np.ndarray:
         """The (C, *box) int32 symbols of the latent box ``latents``, from the tiles it meets."""
@@ -147,7 +137,10 @@ def reconstructed(codec: Codec, quality: int, grid: GridPlan, symbols: TileSymbo
 def _coding_pieces(codec: Codec, quality: int, symbols: TileSymbols, region: Box) -> Iterator[tuple[Box, np.ndarray]]:
     """(box, [0, 1] voxels) of ``region`` of the coding grid, a piece per tile it meets."""
     tiles = symbols.tiles
-    for index in tiles.covering(region):
+
+    def piece(index: int) -> tuple[Box, np.ndarray]:
         own = tiles.voxel_box(index)
-        piece = intersection(own, region)
-        yield piece, synthesize_tile(codec, quality, symbols, index)[box_slices(piece, own)]
+        inside = intersection(own, region)
+        return inside, synthesize_tile(codec, quality, symbols, index)[box_slices(inside, own)]
+
+    yield from ordered_map(piece, tiles.covering(region))

@@ -54,3 +54,31 @@ def test_tiles_code_and_decode_identically_across_thread_counts(threads, mni_t1)
     double, _ = compress_image(image, 5, tile_size=16)
     assert single == double
     assert decompress_image(double).array.tobytes() == decoded.tobytes()
+
+
+def test_tiles_run_at_once_give_the_bytes_and_voxels_of_one_at_a_time(mni_t1):
+    """Worker counts 1, 2 and 3 over 2×2×2 tiles (and a region): same file, same voxels."""
+    from conftest import anatomy
+
+    from mriae.codec import compress_image, decompress_image
+    from mriae.io import Image
+    from mriae.parallel import using
+
+    image = Image(anatomy(mni_t1, (40, 36, 33), np.float32, 0, 1), np.eye(4))
+    before = torch.get_num_threads()
+    files, volumes, regions = [], [], []
+    for workers in (1, 2, 3):
+        with using(workers):
+            files.append(compress_image(image, 5, tile_size=16)[0])
+            volumes.append(decompress_image(files[-1]).array.tobytes())
+            regions.append(decompress_image(files[-1], roi=(slice(5, 30), slice(0, 36), slice(10, 20))).array.tobytes())
+    assert len(set(files)) == len(set(volumes)) == len(set(regions)) == 1
+    assert torch.get_num_threads() == before  # the intra-op count is restored after the tiles
+
+
+def test_threads_must_be_a_positive_whole_number():
+    from mriae.parallel import using
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"threads must be a positive whole number, got {bad!r}"), using(bad):
+            pass

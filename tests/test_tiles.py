@@ -15,7 +15,8 @@ from mriae.evaluation.maps import latent_bits
 from mriae.header import HeaderError, read, read_header
 from mriae.io import Image, read_image
 from mriae.models.weights import load_codec
-from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed, single_threaded
+from mriae.parallel import single_threaded
+from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed
 from mriae.transforms.geometry import plan, plan_on, to_network_grid
 from mriae.transforms.intensity import IntensityRange
 from mriae.transforms.tiles import TileGrid, box_slices, region_affine, region_of, tile_counts, whole
