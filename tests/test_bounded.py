@@ -225,7 +225,7 @@ def test_forged_bounds_are_refused(bounded_file, bound, message):
 
 def test_header_records_the_mode(bounded_file):
     header = read_header(bounded_file)
-    assert header.version == 5 and not header.learned and not header.lossless
+    assert header.version == container.FORMAT_VERSION and not header.learned and not header.lossless
     assert header.max_error == 4.0 and header.model_name is None
     record = container.unpack(bounded_file).header["volumes"][0]
     assert record["bound"] == {"error": 4.0, "step": 9.0, "origin": 0.0} and json.dumps(record)
