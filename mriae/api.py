@@ -108,6 +108,7 @@ def decompress(
     output: PathLike | None = None,
     *,
     roi: tuple[slice, slice, slice] | None = None,
+    downsample: int = 1,
     progress: Progress | None = None,
     force: bool = False,
     threads: int | None = None,
@@ -121,18 +122,28 @@ def decompress(
     of a full decode. Network-coded volumes decode only the tiles the region needs;
     bounded, lossless and exactly stored volumes are decoded whole and cropped.
 
+    ``downsample`` (2 or 4; 1: none): a lower-resolution preview, ceil(n / f) voxels per
+    spatial axis, with an affine that places each of its voxels where what it holds lies
+    (not with ``roi``; ValueError for another factor). Network-coded volumes give the block
+    average of their full decode (no faster than one); bounded and lossless volumes a
+    subsample, ``full[::f, ::f, ::f]`` exactly, decoded from the coarse levels of their
+    stream only (several times faster; the voxels' checksum, which covers the whole volume,
+    cannot be verified then); exactly stored ones (label maps) a subsample of a full decode.
+    See :func:`mriae.codec.decompress_image`.
+
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
     decoded at once (None: every core); the voxels do not depend on it.
     """
-    from mriae.codec import decompress_image
+    from mriae.codec import check_downsample, decompress_image
 
+    check_downsample(downsample)
     if output is not None:
         refuse_replacing_the_input(source, output)
         check_targets(image_files(output), force)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
     with using(threads):
-        image = decompress_image(data, progress=progress, roi=roi)
+        image = decompress_image(data, progress=progress, roi=roi, downsample=downsample)
     if output is not None:
         write_image(image, output, overwrite=force)
     return image

@@ -255,6 +255,15 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
+def parse_downsample(text: str | None) -> int:
+    """The preview factor ``--downsample`` gives (1 without it); UsageError unless 2 or 4."""
+    if text is None:
+        return 1
+    if text.strip() not in ("2", "4"):
+        raise UsageError(f"--downsample must be 2 or 4 (got '{text}')")
+    return int(text)
+
+
 def parse_roi(text: str | None, shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
     """The region ``--roi x0:x1,y0:y1,z0:z1`` selects in a volume of ``shape`` (an omitted
     bound is the axis's end, as in Python); UsageError unless three whole ranges within it."""
@@ -312,12 +321,20 @@ def decompress(
     roi: Annotated[str | None, typer.Option(
         "--roi", help="Only this region, x0:x1,y0:y1,z0:z1 (voxel indices, half-open like Python slices), with its "
         "own affine; network-coded files decode only the tiles it needs, others are decoded whole and cropped.")] = None,
+    downsample: Annotated[str | None, typer.Option(
+        "--downsample", metavar="2|4", help="A preview, each axis shrunk by 2 or 4, with its own affine: network-coded "
+        "files give block averages of a full decode (no faster); bounded/lossless ones a subsample (every f-th voxel, "
+        "not an average), decoded from the stream's coarse levels only (faster; the whole-volume checksum is not "
+        "verified then); exactly stored ones (labels) a subsample. Not with --roi.")] = None,
     threads: Threads = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Restore an .mriae file to its original format, grid, dtype and header (or a region of it)."""
+    """Restore an .mriae file to its original format, grid, dtype and header (or a region of it, or a preview)."""
     with reported_errors(input, debug, "decompressing"):
+        factor = parse_downsample(downsample)
+        if factor != 1 and roi is not None:
+            raise UsageError("--downsample and --roi cannot be combined")
         data = api.read_mriae(input)
         header = read_header(data)
         region = parse_roi(roi, header.image.volume_shape)
@@ -326,7 +343,8 @@ def decompress(
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
         check_not_input(input, target)
         with volume_progress("decompressing") as progress:
-            image = api.decompress(data, target, roi=region, progress=progress, force=force, threads=threads)
+            image = api.decompress(data, target, roi=region, downsample=factor, progress=progress, force=force,
+                                   threads=threads)
         say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
 
 

@@ -304,6 +304,51 @@ def fresh_nifti_source(image: Image) -> dict:
     }
 
 
+def preview_source(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> dict:
+    """The writer's record (``Image.source``) of a lower-resolution preview of ``shape``
+    (spatial axes first) whose voxel ``j`` lies at voxel ``voxels @ [j, 1]`` of the image
+    that ``source`` describes (``voxels``: a 4×4 matrix, diagonal scales and a translation):
+    a NIfTI header with the preview's dimensions, voxel sizes, qform and sform; ITK geometry
+    with its size, spacing and origin."""
+    voxels = np.asarray(voxels, dtype=np.float64)
+    kind = source.get("kind")
+    if kind == "nifti":
+        return {**source, "shape": list(shape), "header": _nifti_preview(source["header"], shape, voxels)}
+    if kind == "itk":
+        axes = np.reshape(np.asarray(source["direction"], dtype=np.float64), (3, 3)) * np.asarray(source["spacing"])
+        origin = np.asarray(source["origin"], dtype=np.float64) + axes @ voxels[:3, 3]
+        spacing = (np.asarray(source["spacing"], dtype=np.float64) * np.diag(voxels)[:3]).tolist()
+        return {**source, "shape": list(shape), "origin": origin.tolist(), "spacing": spacing}
+    return source
+
+
+def _nifti_header(header_text: str) -> tuple[object, bytes, int]:
+    """(nibabel header, raw bytes, header size) of a base64 NIfTI header."""
+    import nibabel as nib
+
+    raw = base64.b64decode(header_text)
+    order = next(order for order in "<>" if struct.unpack_from(order + "i", raw, 0)[0] in (348, 540))
+    size = struct.unpack_from(order + "i", raw, 0)[0]
+    return (nib.Nifti1Header if size == 348 else nib.Nifti2Header)(raw[:size], endianness=order, check=False), raw, size
+
+
+def _nifti_preview(header_text: str, shape: tuple[int, ...], voxels: np.ndarray) -> str:
+    """The base64 NIfTI header (extensions kept) of a preview: ``shape``, and every matrix
+    (qform, sform, pixdim) composed with the voxel map ``voxels``."""
+    header, raw, size = _nifti_header(header_text)
+    qform, sform = header.get_qform() @ voxels, header.get_sform() @ voxels  # the qform is made of the zooms
+    header.set_data_shape(shape)
+    zooms = list(header.get_zooms())
+    zooms[:3] = [zoom * scale for zoom, scale in zip(zooms[:3], np.diag(voxels)[:3])]
+    header.set_zooms(zooms)
+    if header["qform_code"] > 0:
+        header.set_qform(qform, int(header["qform_code"]))
+    if header["sform_code"] > 0:
+        for axis, row in enumerate(("srow_x", "srow_y", "srow_z")):
+            header[row] = sform[axis]
+    return base64.b64encode(header.binaryblock + raw[size:]).decode("ascii")
+
+
 def region_source(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) -> dict:
     """The writer's record (``Image.source``) of the region of ``shape`` (spatial axes first)
     from voxel ``start`` of the image that ``source`` describes: its header otherwise
