@@ -9,7 +9,10 @@ is compressed or decompressed, so that reading a file's header (``mriae info``) 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,7 +67,7 @@ def compress(
 
     ``threads``: tiles coded at once (None: every core); the bytes do not depend on it.
     """
-    from mriae.codec import compress_image
+    compress_image = _pipeline().compress_image
 
     fidelity = Fidelity.of(quality, max_error, lossless, psnr)
     if output is not None:
@@ -82,6 +85,21 @@ def compress(
     if output is not None:
         write_bytes_atomic(output, data, overwrite=force)
     return data, stats
+
+
+def _pipeline() -> ModuleType:
+    """mriae.codec, imported (with torch) while Ctrl-C is held back: an interrupt inside
+    torch's native start-up can abort the process ("terminate called…", SIGABRT) instead of
+    raising KeyboardInterrupt; held back, it arrives as one as soon as the import is done."""
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import mriae.codec
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return mriae.codec
 
 
 def refuse_replacing_the_input(source: PathLike | np.ndarray | bytes, output: PathLike) -> None:
@@ -135,7 +153,8 @@ def decompress(
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
     decoded at once (None: every core); the voxels do not depend on it.
     """
-    from mriae.codec import check_downsample, decompress_image
+    pipeline = _pipeline()
+    check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image
 
     check_downsample(downsample)
     if output is not None:
