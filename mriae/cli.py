@@ -348,6 +348,44 @@ def decompress(
         say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
 
 
+def show_version(value: bool) -> None:
+    """``--version``: print the version and stop."""
+    if value:
+        from mriae import __version__
+
+        say(f"mriae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Learned compression for MRI volumes."""
+
+
+@app.command()
+def test(
+    inputs: Annotated[list[Path], typer.Argument(help=".mriae files.")],
+    debug: Debug = False,
+) -> None:
+    """Decode .mriae files and verify every checksum, writing nothing (like gzip -t): one line
+    per file; exit code 1 if any fails."""
+    failed = False
+    for input in inputs:
+        try:
+            with reported_errors(input, debug, "testing"):
+                image = api.decompress(api.read_mriae(input))
+                say(f"{input}: OK, shape {tuple(image.array.shape)}, {image.array.dtype}")
+        except typer.Exit as stop:
+            if stop.exit_code == 130:
+                raise
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def info(
     input: Annotated[Path, typer.Argument(help=".mriae file.")],

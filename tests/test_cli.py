@@ -151,3 +151,23 @@ def test_float_volume_psnr_is_reported(tmp_path: Path):
     result = run("compress", str(path))
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout
+
+
+def test_version_and_test_verify_without_writing(scan: Path, tmp_path: Path, monkeypatch, capsys):
+    from conftest import run_mriae
+
+    from mriae import __version__
+
+    assert run_mriae(monkeypatch, capsys, "--version") == (0, f"mriae {__version__}\n", "")
+    packed = tmp_path / "scan.mriae"
+    assert run_mriae(monkeypatch, capsys, "compress", str(scan), "-o", str(packed))[0] == 0
+    data = packed.read_bytes()
+    cut = tmp_path / "cut.mriae"
+    cut.write_bytes(data[: len(data) - 40])
+    before = sorted(tmp_path.iterdir())
+    code, out, err = run_mriae(monkeypatch, capsys, "test", str(packed), str(cut))
+    assert code == 1
+    assert out.startswith(f"{packed}: OK, shape ")
+    assert err.count("\n") == 1 and err.startswith(f"error: {cut}: ")
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+    assert run_mriae(monkeypatch, capsys, "test", str(packed))[0] == 0
