@@ -403,6 +403,8 @@ def info(
         summary["model"] = f"{model['name']} (sha256 {model['sha256']}…)" if model["name"] else "none"
         summary["mode"] = MODE_WORDS[summary["mode"]].format(**summary)
         summary["max_error"] = _bound_words(summary["max_error"], summary["scl_slope"])
+        summary["dtype"] = dtype_words(np.dtype(summary["dtype"]))
+        summary["bits_per_voxel"] = f"{summary['bits_per_voxel']:.4f}"
         del summary["scl_slope"]
         for key, value in summary.items():
             say(f"{key:>15}: {value}")
@@ -432,6 +434,23 @@ def _bound_words(bound: float | None, slope: float | None) -> str:
     return f"{bound:g} (stored units{physical})"
 
 
+def orientation(affine: np.ndarray) -> str:
+    """The world direction each voxel axis points to most, as in NIfTI's convention: R/L, A/P,
+    S/I per axis (e.g. ``RAS``); ``?`` for an axis of zero length."""
+    codes = ""
+    for column in np.asarray(affine, dtype=np.float64)[:3, :3].T:
+        axis = int(np.argmax(np.abs(column)))
+        codes += "?" if column[axis] == 0 else ("RAS" if column[axis] > 0 else "LPI")[axis]
+    return codes
+
+
+def dtype_words(dtype: np.dtype) -> str:
+    """``uint8``, ``int16``, ``float32 (big-endian)``, … for a stored dtype (little-endian,
+    the usual order, goes unsaid)."""
+    dtype = np.dtype(dtype)
+    return dtype.name + (" (big-endian)" if dtype.str.startswith(">") else "")
+
+
 def _summary(input: Path, size: int, header: Header) -> dict:
     """What `mriae info` shows of a file of ``size`` bytes with ``header``: ``mode`` is
     ``learned``, ``context``, ``lossless`` or ``exact`` (:func:`mode_of`), ``max_error`` the
@@ -446,6 +465,7 @@ def _summary(input: Path, size: int, header: Header) -> dict:
         "dtype": image.dtype.str,
         "format": image.suffix,
         "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
+        "orientation": orientation(image.affine),
         "volumes": len(header.volumes),
         "mode": mode_of(header),
         "max_error": header.max_error,

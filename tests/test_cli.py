@@ -171,3 +171,21 @@ def test_version_and_test_verify_without_writing(scan: Path, tmp_path: Path, mon
     assert err.count("\n") == 1 and err.startswith(f"error: {cut}: ")
     assert sorted(tmp_path.iterdir()) == before  # nothing written
     assert run_mriae(monkeypatch, capsys, "test", str(packed))[0] == 0
+
+
+def test_info_says_orientation_dtype_and_rounded_figures(scan: Path, tmp_path: Path, monkeypatch, capsys):
+    from conftest import run_mriae
+
+    from mriae.cli import dtype_words, orientation
+
+    packed = tmp_path / "scan.mriae"
+    assert run_mriae(monkeypatch, capsys, "compress", str(scan), "-o", str(packed))[0] == 0
+    code, out, _ = run_mriae(monkeypatch, capsys, "info", str(packed))
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in out.splitlines()}
+    assert code == 0
+    assert lines["orientation"] == "".join(nib.aff2axcodes(nib.load(scan).affine)) == "LAS"
+    assert lines["dtype"] == "int16"
+    assert len(lines["bits_per_voxel"].split(".")[1]) == 4
+    oblique = np.array([[0, 0, -2.0, 0], [0.3, 1.9, 0, 0], [1.9, -0.3, 0, 0], [0, 0, 0, 1]])
+    assert orientation(oblique) == "".join(nib.aff2axcodes(oblique)) == "SAL"
+    assert dtype_words(np.dtype(">f4")) == "float32 (big-endian)" and dtype_words(np.dtype("<i2")) == "int16"
