@@ -19,9 +19,11 @@ import numpy as np
 
 from mriae.container import MAGIC, ContainerError
 from mriae.fidelity import Fidelity
+from mriae.header import read_header
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
-from mriae.io.image import names_a_label_map
+from mriae.io.dicom import check_series_folder, read_series, write_series
+from mriae.io.image import names_a_label_map, output_suffix
 from mriae.parallel import using
 
 if TYPE_CHECKING:
@@ -47,8 +49,10 @@ def compress(
     progress: Progress | None = None,
     force: bool = False,
     threads: int | None = None,
+    series: str | None = None,
 ) -> tuple[bytes, Stats]:
-    """Compress an image file or an array (with its 4×4 ``affine``; identity if omitted).
+    """Compress an image file, a folder holding a DICOM series, or an array (with its 4×4
+    ``affine``; identity if omitted).
 
     Fidelity — give at most one (ValueError otherwise, before any work; none: quality 5):
 
@@ -66,6 +70,9 @@ def compress(
     label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
 
     ``threads``: tiles coded at once (None: every core); the bytes do not depend on it.
+
+    ``series``: the Series Instance UID to read from a DICOM folder that holds several
+    (:func:`mriae.io.dicom.read_series`: stored values, key attributes kept).
     """
     compress_image = _pipeline().compress_image
 
@@ -76,7 +83,12 @@ def compress(
     if isinstance(source, np.ndarray):
         image = Image(source, checked_affine(affine))
         file_size, label_map = None, False
+    elif Path(source).is_dir() and not output_suffix(Path(source)):
+        image, file_size = read_series(source, series)
+        label_map = False
     else:
+        if series is not None:
+            raise ValueError(f"{source}: series= (--series) applies to a folder of DICOM files")
         image = read_image(source)
         file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
     with using(threads):
@@ -130,6 +142,7 @@ def decompress(
     progress: Progress | None = None,
     force: bool = False,
     threads: int | None = None,
+    format: str | None = None,
 ) -> Image:
     """Decode .mriae bytes or a .mriae file to an :class:`~mriae.io.Image` (array + affine).
 
@@ -152,18 +165,37 @@ def decompress(
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
     decoded at once (None: every core); the voxels do not depend on it.
+
+    ``format="dicom"``: ``output`` is a folder, and a file made from a DICOM series is
+    written back as one (:func:`mriae.io.dicom.write_series`: one file per slice, key
+    attributes as they were, new UIDs); FileExistsError if the folder holds anything,
+    unless ``force``. A DICOM-sourced file written to an image file gets its physical
+    values (the rescale as ``scl_slope``/``scl_inter`` in NIfTI when one serves every slice).
     """
     pipeline = _pipeline()
     check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image
 
     check_downsample(downsample)
+    if format not in (None, "dicom"):
+        raise ValueError(f"format must be 'dicom' or None (got {format!r})")
+    if format == "dicom" and output is None:
+        raise ValueError("format='dicom' writes a series into a folder: give output")
     if output is not None:
         refuse_replacing_the_input(source, output)
-        check_targets(image_files(output), force)
+        if format == "dicom":
+            check_series_folder(output, force)
+        else:
+            check_targets(image_files(output), force)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_mriae(source)
+    header = read_header(data)
+    if format == "dicom" and header.image.source.get("kind") != "dicom":
+        raise ValueError(f"made from a {header.image.suffix} file, not a DICOM series: only those can be "
+                         "written as DICOM")
     with using(threads):
         image = decompress_image(data, progress=progress, roi=roi, downsample=downsample)
-    if output is not None:
+    if format == "dicom":
+        write_series(image, output, overwrite=force, lossy=not header.lossless)
+    elif output is not None:
         write_image(image, output, overwrite=force)
     return image
 

@@ -286,7 +286,8 @@ def parse_roi(text: str | None, shape: tuple[int, int, int]) -> tuple[slice, sli
 
 @app.command()
 def compress(
-    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
+    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file, or a folder of "
+                                               "DICOM files.")],
     output: Output = None,
     quality: Quality = None,
     max_error: MaxError = None,
@@ -294,6 +295,8 @@ def compress(
     psnr: TargetPsnr = None,
     spacing: Annotated[str | None, typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
     threads: Threads = None,
+    series: Annotated[str | None, typer.Option(
+        "--series", metavar="UID", help="The Series Instance UID to read from a DICOM folder holding several.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -302,22 +305,32 @@ def compress(
     with reported_errors(input, debug, "compressing"):
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
-        target = output or input.with_name(file_stem(input) + MRIAE_SUFFIX)
+        target = output or beside(input, MRIAE_SUFFIX)
         check_not_input(input, target)
         with volume_progress("compressing") as progress:
             data, stats = api.compress(input, target, quality=fidelity.quality, max_error=fidelity.max_error,
                                        lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
-                                       progress=progress, force=force, threads=threads)
+                                       progress=progress, force=force, threads=threads, series=series)
         say(
             f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
             f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {achieved(stats, read_header(data))}"
         )
 
 
+def beside(input: Path, suffix: str) -> Path:
+    """``input``'s name with ``suffix`` instead of its image suffix (a folder's whole name),
+    beside it: scan.nii.gz → scan.mriae, T1/ → T1.mriae, scan.mriae → scan (with suffix '')."""
+    if input.is_dir() and not output_suffix(input):
+        folder = input if input.name not in ("", ".", "..") else input.resolve()
+        return folder.with_name(folder.name + suffix)
+    return input.with_name(file_stem(input) + suffix)
+
+
 @app.command()
 def decompress(
     input: Annotated[Path, typer.Argument(help=".mriae file.")],
-    output: Output = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output file (a folder with --format dicom).")] = None,
     roi: Annotated[str | None, typer.Option(
         "--roi", help="Only this region, x0:x1,y0:y1,z0:z1 (voxel indices, half-open like Python slices), with its "
         "own affine; network-coded files decode only the tiles it needs, others are decoded whole and cropped.")] = None,
@@ -327,6 +340,10 @@ def decompress(
         "not an average), decoded from the stream's coarse levels only (faster; the whole-volume checksum is not "
         "verified then); exactly stored ones (labels) a subsample. Not with --roi.")] = None,
     threads: Threads = None,
+    output_format: Annotated[str | None, typer.Option(
+        "--format", metavar="dicom", help="dicom: write a file made from a DICOM series back as one, one file per "
+        "slice, into the folder -o (default: the file's name without .mriae); key attributes as they were, new "
+        "Series and SOP Instance UIDs.")] = None,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -335,9 +352,19 @@ def decompress(
         factor = parse_downsample(downsample)
         if factor != 1 and roi is not None:
             raise UsageError("--downsample and --roi cannot be combined")
+        if output_format not in (None, "dicom"):
+            raise UsageError(f"--format must be dicom (got '{output_format}')")
         data = api.read_mriae(input)
         header = read_header(data)
         region = parse_roi(roi, header.image.volume_shape)
+        if output_format == "dicom":
+            target = output or beside(input, "")
+            check_not_input(input, target)
+            image = api.decompress(data, target, roi=region, downsample=factor, force=force, threads=threads,
+                                   format="dicom")
+            say(f"{input} → {target}: {image.array.shape[2]} DICOM files, shape {tuple(image.array.shape)}, "
+                f"{image.array.dtype}")
+            return
         target = output or input.with_name(file_stem(input) + header.image.suffix)
         if not output_suffix(target):
             raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
@@ -463,7 +490,7 @@ def _summary(input: Path, size: int, header: Header) -> dict:
         "bytes": size,
         "shape": list(image.shape),
         "dtype": image.dtype.str,
-        "format": image.suffix,
+        "format": "dicom" if image.source.get("kind") == "dicom" else image.suffix,
         "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
         "orientation": orientation(image.affine),
         "volumes": len(header.volumes),

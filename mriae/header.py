@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mriae.container import ContainerError, unpack
+from mriae.dicom_tags import KEPT, PHOTOMETRIC, REQUIRED, RESCALE, check_value, number
 from mriae.formats import MODEL_NAME, SUFFIXES
 from mriae.limits import LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
@@ -417,7 +418,7 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
     kind = source.get("kind")
     if kind is None:
         return
-    if kind not in ("nifti", "itk"):
+    if kind not in ("nifti", "itk", "dicom"):
         raise HeaderError(f"image.source.kind {str(kind)[:20]!r} is unknown")
     if _shape(source.get("shape"), "image.source.shape", range(1, MAX_AXES + 1)) != shape:
         raise HeaderError("image.source.shape differs from image.shape")
@@ -430,6 +431,9 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
         except ValueError as error:
             raise HeaderError("image.source.header is not base64") from error
         _check_nifti_header(raw, shape)
+        return
+    if kind == "dicom":
+        _check_dicom_source(source, shape, dtype)
         return
     if len(shape) != 3:
         raise HeaderError("image.source of an ITK image needs a 3D shape")
@@ -447,6 +451,51 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
             raise HeaderError("image.source.metadata must map one-line text to one-line text")
         if key.strip().lower() in ITK_RESERVED:
             raise HeaderError(f"image.source.metadata sets {key[:30]!r}, which the writer derives from the image")
+
+
+DICOM_DTYPES = frozenset({"|u1", "|i1", "<u2", "<i2", "<u4", "<i4"})
+"""Stored voxel types of a DICOM series (8, 16 or 32 bits, little-endian as mriae writes them)."""
+
+
+def _check_dicom_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """A DICOM series' record: kept attributes only (mriae.dicom_tags.KEPT), each a valid
+    value of its VR; per-slice values one per slice; pixel attributes that describe the
+    dtype; a usable rescale."""
+    if len(shape) != 3:
+        raise HeaderError("image.source of a DICOM series needs a 3D shape")
+    if dtype.str not in DICOM_DTYPES:
+        raise HeaderError(f"image.source of a DICOM series needs 8-, 16- or 32-bit little-endian integers, "
+                          f"not {dtype.str}")
+    tags = _field(source, "tags", dict)
+    slices = _typed(source.get("slices", {}), dict, "image.source.slices")
+    for name, record in (("tags", tags), ("slices", slices)):
+        for key, values in record.items():
+            where = f"image.source.{name}[{key[:20]!r}]"
+            if key not in KEPT:
+                raise HeaderError(f"{where} is not a kept DICOM attribute")
+            if name == "slices":
+                if key in tags:
+                    raise HeaderError(f"{where} is also in image.source.tags")
+                if len(_typed(values, list, where)) != shape[2]:
+                    raise HeaderError(f"{where} lists {len(values)} values for {shape[2]} slices")
+            for value in values if name == "slices" else [values]:
+                if value is not None and check_value(key, _typed(value, str, where)):
+                    raise HeaderError(f"{where} {check_value(key, value)}")
+    for key in REQUIRED:
+        if key not in tags:
+            raise HeaderError(f"image.source.tags has no {KEPT[key][1]} ({key})")
+    bits, stored, high, signed = (tags[key] for key in REQUIRED[2:])
+    if (bits, signed) != (str(dtype.itemsize * 8), "01"[dtype.kind == "i"]):
+        raise HeaderError("image.source.tags' Bits Allocated and Pixel Representation do not describe image.dtype")
+    if not (stored.isdigit() and high.isdigit() and 1 <= int(stored) <= int(bits) and int(high) == int(stored) - 1):
+        raise HeaderError("image.source.tags' Bits Stored and High Bit do not fit Bits Allocated")
+    if tags["0028|0004"] not in PHOTOMETRIC:
+        raise HeaderError(f"image.source.tags' Photometric Interpretation is not one of {', '.join(PHOTOMETRIC)}")
+    for key in RESCALE:
+        for value in slices.get(key, [tags.get(key)]):
+            value_of = number(value, 1.0)
+            if not math.isfinite(value_of) or (key == RESCALE[0] and value_of == 0):
+                raise HeaderError(f"image.source's {KEPT[key][1]} {value[:20]!r} is not a usable number")
 
 
 def _volume_info(record, version: int, volume_shape: tuple[int, int, int],

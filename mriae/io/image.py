@@ -4,8 +4,9 @@ NIfTI-1/NIfTI-2 single files (.nii, .nii.gz) are read with nibabel; the original
 bytes (with extensions) are kept verbatim and written back in front of the reconstructed
 voxels, so qform/sform, pixdim, units, intent, scl_slope/inter, descrip and extensions come
 back unchanged. NRRD and MetaImage (.nrrd, .nhdr, .mha, .mhd) go through SimpleITK, whose
-geometry and metadata dictionary are kept. Both libraries load on first use: the suffix and
-header helpers here serve ``mriae info``, which must start fast.
+geometry and metadata dictionary are kept; so do folders of DICOM files (mriae.io.dicom).
+Both libraries load on first use: the suffix and header helpers here serve ``mriae info``,
+which must start fast.
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ def image_files(path: str | os.PathLike) -> list[Path]:
 
 
 def read_image(path: str | os.PathLike) -> Image:
-    """Read an image file; raises ImageError with a one-line reason on any failure.
+    """Read an image file, or the one DICOM series in a folder (whose name has no image
+    suffix: :func:`mriae.io.dicom.read_series`); raises ImageError with a one-line reason on
+    any failure.
 
     A header that claims more voxels than :class:`~mriae.limits.Limits` allow, or more bytes
     than the file holds, is refused before its voxels are allocated.
@@ -113,6 +116,10 @@ def read_image(path: str | os.PathLike) -> Image:
     suffix = output_suffix(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
+    if path.is_dir() and not suffix:
+        from mriae.io.dicom import read_series
+
+        return read_series(path)[0]
     if not path.is_file():
         raise ImageError(f"{path}: not a regular file")
     if not suffix:
@@ -254,6 +261,10 @@ def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) 
     """
     path = Path(path)
     files = image_files(path)
+    if image.source.get("kind") == "dicom":
+        from mriae.io.dicom import as_other_format
+
+        image = as_other_format(image, output_suffix(path))
     if image.array.dtype == np.bool_:  # no image format stores booleans: a mask is written as 0/1 uint8
         image = Image(image.array.view(np.uint8), image.affine, image.suffix, image.source)
     if image.array.dtype.kind not in "iuf":
@@ -283,9 +294,9 @@ def _write_nifti(image: Image, path: Path) -> None:
         path.write_bytes(payload)
 
 
-def fresh_nifti_source(image: Image) -> dict:
+def fresh_nifti_source(image: Image, scaling: tuple[float, float] | None = None) -> dict:
     """NIfTI-1 header record for an image without one (an array, or an ITK file); booleans
-    are stored as uint8 (NIfTI has no boolean type)."""
+    are stored as uint8 (NIfTI has no boolean type). ``scaling``: (scl_slope, scl_inter)."""
     import nibabel as nib
 
     array = np.asarray(image.array)
@@ -293,6 +304,8 @@ def fresh_nifti_source(image: Image) -> dict:
     nifti = nib.Nifti1Image(array, image.affine)
     nifti.header.set_data_dtype(array.dtype)
     nifti.header.set_xyzt_units("mm")
+    if scaling is not None:
+        nifti.header.set_slope_inter(*scaling)
     header = nifti.header.copy()
     header["vox_offset"] = 352
     header_bytes = header.binaryblock + b"\x00" * 4  # no extensions
@@ -319,6 +332,10 @@ def preview_source(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> 
         origin = np.asarray(source["origin"], dtype=np.float64) + axes @ voxels[:3, 3]
         spacing = (np.asarray(source["spacing"], dtype=np.float64) * np.diag(voxels)[:3]).tolist()
         return {**source, "shape": list(shape), "origin": origin.tolist(), "spacing": spacing}
+    if kind == "dicom":
+        from mriae.io.dicom import preview_record
+
+        return preview_record(source, shape, voxels)
     return source
 
 
@@ -362,6 +379,10 @@ def region_source(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) 
         axes = np.reshape(np.asarray(source["direction"], dtype=np.float64), (3, 3)) * np.asarray(source["spacing"])
         origin = np.asarray(source["origin"], dtype=np.float64) + axes @ np.asarray(start, dtype=np.float64)
         return {**source, "shape": list(shape), "origin": origin.tolist()}
+    if kind == "dicom":
+        from mriae.io.dicom import region_record
+
+        return region_record(source, shape, start)
     return source
 
 

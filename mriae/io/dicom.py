@@ -1,0 +1,454 @@
+"""DICOM series: a folder of single-frame DICOM files read as one image, and written back.
+
+Reading goes through SimpleITK/GDCM (every transfer syntax GDCM decodes), one file at a
+time: each file's header gives its slice's position, orientation and pixel spacing, its
+voxels are GDCM's, turned back into the **stored** integers when GDCM applied a rescale
+(checked to be exact), and the slices are stacked in order along their normal. A series whose
+slices are not one regular grid is refused, never given a wrong geometry. The attributes of
+:data:`mriae.dicom_tags.KEPT` are kept in ``Image.source`` (kind ``dicom``).
+
+Writing is done here, one Part 10 file per slice (explicit VR little endian, uncompressed):
+GDCM's writer rescales the voxels it is given and (unless a file was read before) turns an
+MR image with a rescale into an Enhanced MR one, so it cannot write the stored values back
+as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mriae import __version__
+from mriae.dicom_tags import KEPT, REQUIRED, RESCALE, check_value, number
+from mriae.formats import NIFTI_SUFFIXES
+from mriae.io.atomic import check_writable, staging_folder
+from mriae.io.image import Image, ImageError, _native_stderr_silenced, fresh_nifti_source, one_line
+from mriae.limits import LimitError, Limits
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+SPACING_TOLERANCE = 0.01
+"""How far (a fraction of the slice spacing) a slice may lie from where an evenly spaced
+stack along the normal puts it; further, and the series is refused."""
+ORIENTATION_TOLERANCE = 1e-4
+"""Largest difference between two slices' direction cosines (or relative pixel spacings)."""
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_UID_ROOT = uuid.uuid5(uuid.NAMESPACE_OID, "mriae")
+IMPLEMENTATION_UID = f"2.25.{_UID_ROOT.int}"
+"""Implementation Class UID of the files mriae writes."""
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+_LONG_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "SQ", "UT", "UN", "UC", "UR"})
+_WRITTEN = {"0008|0018": "UI", "0020|0032": "DS", "0020|0037": "DS", "0028|0030": "DS", "0028|0002": "US",
+            "0028|0010": "US", "0028|0011": "US"}
+"""Attributes written from the image itself (SOP Instance UID, geometry, size), with their VRs."""
+_READ = frozenset(KEPT) | {"0020|0032", "0020|0037", "0028|0030", "0028|0008"}
+"""Attributes read from each file: the kept ones, its geometry and Number of Frames."""
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One file's header: what the series needs of it."""
+
+    path: Path
+    tags: dict[str, str]
+    position: np.ndarray
+    orientation: np.ndarray
+    spacing: np.ndarray  # Pixel Spacing: (between rows, between columns)
+    size: tuple[int, int]  # (columns, rows)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[Image, int]:
+    """The DICOM series in ``folder`` as an :class:`Image`, and the bytes its files take.
+
+    ``series``: its Series Instance UID, needed when the folder holds several. The array
+    holds the stored values, axes (column, row, slice), slices in order along their normal;
+    the affine is RAS (nibabel's), the same as SimpleITK's series reader gives. ImageError
+    (one line, naming the folder or file) for anything that cannot be read exactly.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    files = _series_files(sitk, folder, series)
+    reader = sitk.ImageFileReader()
+    slices, affine = _geometry(folder, [_read_header(reader, file) for file in files])
+    columns, rows = slices[0].size
+    try:
+        Limits.from_environment().check_image((columns, rows, len(slices)), "the series")
+    except LimitError as error:
+        raise ImageError(f"{folder}: {error}") from error
+    dtype = _stored_dtype(folder, slices)
+    array = np.empty((columns, rows, len(slices)), dtype)
+    for index, item in enumerate(slices):
+        array[:, :, index] = _stored_values(sitk, reader, item, dtype)
+    source = {"kind": "dicom", "shape": list(array.shape), "dtype": array.dtype.str, **_kept(slices)}
+    return Image(array, affine, ".nii.gz", source), sum(file.stat().st_size for file in files)
+
+
+def _series_files(sitk, folder: Path, series: str | None) -> list[Path]:
+    """The files of the one series in ``folder`` (or of ``series``)."""
+    with _native_stderr_silenced():
+        uids = sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not uids:
+        raise ImageError(f"{folder}: no DICOM series in this folder")
+    if series is None and len(uids) > 1:
+        listing = "; ".join(_series_words(sitk, folder, uid) for uid in uids)
+        raise ImageError(f"{folder}: holds {len(uids)} DICOM series, choose one with --series UID: {listing}")
+    if series is not None and series not in uids:
+        raise ImageError(f"{folder}: no series {series} in this folder (it holds {', '.join(uids)})")
+    with _native_stderr_silenced():
+        return [Path(name) for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series or uids[0])]
+
+
+def _series_words(sitk, folder: Path, uid: str) -> str:
+    """``UID ("description", N files)``: a series, for a choice."""
+    with _native_stderr_silenced():
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(files[0])
+    try:
+        with _native_stderr_silenced():
+            reader.ReadImageInformation()
+        description = reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+    except RuntimeError:
+        description = ""
+    count = f"{len(files)} file{'s' * (len(files) > 1)}"
+    return f"{uid} ({f'{description!r}, ' if description else ''}{count})"
+
+
+def _read_header(reader: sitk.ImageFileReader, path: Path) -> _Slice:
+    reader.SetFileName(str(path))
+    try:
+        with _native_stderr_silenced():
+            reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ImageError(f"{path}: cannot read DICOM ({one_line(error)})") from error
+    tags = {key: reader.GetMetaData(key).rstrip(" \x00") for key in reader.GetMetaDataKeys() if key in _READ}
+    if reader.GetNumberOfComponents() != 1:
+        raise ImageError(f"{path}: colour DICOM images are not supported")
+    size = reader.GetSize()
+    if (len(size) > 2 and size[2] != 1) or number(tags.get("0028|0008"), 1.0) != 1:
+        raise ImageError(f"{path}: multi-frame DICOM files are not supported")
+    position = _numbers(path, tags, "0020|0032", 3, "Image Position (Patient)")
+    orientation = _numbers(path, tags, "0020|0037", 6, "Image Orientation (Patient)")
+    spacing = _numbers(path, tags, "0028|0030", 2, "Pixel Spacing")
+    if not (spacing > 0).all():
+        raise ImageError(f"{path}: Pixel Spacing {tags['0028|0030']!r} is not positive")
+    return _Slice(path, tags, position, orientation, spacing, (int(size[0]), int(size[1])))
+
+
+def _numbers(path: Path, tags: dict[str, str], key: str, count: int, name: str) -> np.ndarray:
+    text = tags.get(key)
+    if not text:
+        raise ImageError(f"{path}: has no {name} ({key}); enhanced (multi-frame) DICOM is not supported")
+    values = np.asarray([number(part) for part in text.split("\\")])
+    if values.size != count or not np.isfinite(values).all():
+        raise ImageError(f"{path}: {name} {text[:60]!r} is not {count} numbers")
+    return values
+
+
+def _geometry(folder: Path, slices: list[_Slice]) -> tuple[list[_Slice], np.ndarray]:
+    """The slices in order along their normal and the RAS affine of their stack; ImageError
+    unless they are one evenly spaced stack of equal slices along the normal."""
+    first = slices[0]
+    for item in slices[1:]:
+        if item.size != first.size:
+            raise ImageError(f"{folder}: slices of different sizes ({'×'.join(map(str, first.size))} in "
+                             f"{first.path.name}, {'×'.join(map(str, item.size))} in {item.path.name})")
+        if np.abs(item.orientation - first.orientation).max() > ORIENTATION_TOLERANCE:
+            raise ImageError(f"{folder}: slices of different orientations ({first.path.name}, {item.path.name})")
+        if np.abs(item.spacing / first.spacing - 1).max() > ORIENTATION_TOLERANCE:
+            raise ImageError(f"{folder}: slices of different pixel spacings ({first.path.name}, {item.path.name})")
+    row, column = first.orientation[:3], first.orientation[3:]
+    if max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(column) - 1), abs(row @ column)) > 1e-3:
+        raise ImageError(f"{first.path}: Image Orientation (Patient) is not two orthogonal unit vectors")
+    normal = np.cross(row, column)  # orthonormalized as ITK does
+    normal /= np.linalg.norm(normal)
+    row = np.cross(column, normal)
+    row /= np.linalg.norm(row)
+    column = np.cross(normal, row)
+    slices = sorted(slices, key=lambda item: float(item.position @ normal))
+    positions = np.asarray([item.position for item in slices])
+    if len(slices) > 1:
+        step = (positions[-1] - positions[0]) / (len(slices) - 1)
+        gap = float(step @ normal)
+        gaps = np.diff(positions @ normal)
+        if gaps.min() <= SPACING_TOLERANCE * gap:
+            shared = int(np.count_nonzero(gaps <= SPACING_TOLERANCE * gap)) + 1
+            raise ImageError(f"{folder}: {shared} slices share a position (several echoes, phases or repeats in "
+                             "one series?)")
+        offsets = positions - (positions[0] + np.arange(len(slices))[:, None] * step)
+        if np.linalg.norm(offsets, axis=1).max() > SPACING_TOLERANCE * gap:
+            raise ImageError(f"{folder}: slices are not evenly spaced (gaps from {gaps.min():.4g} to {gaps.max():.4g} "
+                             "mm: a missing slice or variable gaps)")
+        if np.linalg.norm(step - gap * normal) > SPACING_TOLERANCE * gap:
+            raise ImageError(f"{folder}: slices are not stacked along their normal (a gantry tilt?)")
+    else:
+        gap = next((value for key in ("0018|0088", "0018|0050")
+                    if (value := abs(number(first.tags.get(key)))) > 0 and math.isfinite(value)), 1.0)
+    axes = np.eye(4)
+    axes[:3, 0] = row * first.spacing[1]
+    axes[:3, 1] = column * first.spacing[0]
+    axes[:3, 2] = normal * gap
+    axes[:3, 3] = positions[0]
+    return slices, _LPS @ axes
+
+
+def _stored_dtype(folder: Path, slices: list[_Slice]) -> np.dtype:
+    """The stored voxel type (Bits Allocated, Pixel Representation), one for all slices."""
+    first = slices[0]
+    for key in REQUIRED:
+        if key not in first.tags:
+            raise ImageError(f"{first.path}: has no {KEPT[key][1]} ({key})")
+        odd = next((item for item in slices if item.tags.get(key) != first.tags[key]), None)
+        if odd is not None:
+            raise ImageError(f"{folder}: slices of different {KEPT[key][1]} ({first.path.name}, {odd.path.name})")
+    bits, signed = first.tags["0028|0100"], first.tags["0028|0103"]
+    if bits not in ("8", "16", "32") or signed not in ("0", "1"):
+        raise ImageError(f"{first.path}: {bits}-bit pixels of representation {signed} are not supported "
+                         "(8, 16 or 32 bits)")
+    return np.dtype(f"<{'iu'[signed == '0']}{int(bits) // 8}")
+
+
+def _rescale(tags: dict[str, str | None]) -> tuple[float, float]:
+    """(Rescale Slope, Rescale Intercept) of a slice: (1, 0) without them."""
+    return number(tags.get(RESCALE[0]), 1.0), number(tags.get(RESCALE[1]), 0.0)
+
+
+def _stored_values(sitk, reader: sitk.ImageFileReader, item: _Slice, dtype: np.dtype) -> np.ndarray:
+    """A slice's stored values (columns, rows): GDCM's voxels, un-rescaled exactly."""
+    reader.SetFileName(str(item.path))
+    try:
+        with _native_stderr_silenced():
+            values = sitk.GetArrayFromImage(reader.Execute())
+    except RuntimeError as error:
+        raise ImageError(f"{item.path}: cannot read DICOM ({one_line(error)})") from error
+    values = values.reshape(item.size[::-1]).T
+    slope, intercept = _rescale(item.tags)
+    if (slope, intercept) == (1.0, 0.0):
+        if values.dtype.kind != dtype.kind or values.dtype.itemsize != dtype.itemsize:
+            raise ImageError(f"{item.path}: GDCM gives {values.dtype} voxels, not the stored {dtype.name}")
+        return values
+    if not (math.isfinite(slope) and math.isfinite(intercept) and slope != 0):
+        raise ImageError(f"{item.path}: Rescale Slope {item.tags.get(RESCALE[0])!r} and Intercept "
+                         f"{item.tags.get(RESCALE[1])!r} are not usable numbers")
+    stored = stored_from_rescaled(values, slope, intercept, dtype)
+    if stored is None:
+        raise ImageError(f"{item.path}: the stored values cannot be recovered exactly from GDCM's rescaled ones "
+                         f"(slope {slope:g}, intercept {intercept:g})")
+    return stored
+
+
+def stored_from_rescaled(values: np.ndarray, slope: float, intercept: float, dtype: np.dtype) -> np.ndarray | None:
+    """The stored integers (as ``dtype``) that GDCM's ``values`` = stored × ``slope`` +
+    ``intercept`` (computed in float64, then cast to ``values``' type) were made from;
+    None unless that is certain: the rounding error that arithmetic can make, seen from the
+    stored scale, is under 0.25, every ``(v − intercept) / slope`` lies within it of a whole
+    number, and those whole numbers fit ``dtype``."""
+    real = values.astype(np.float64)
+    exact = (real - intercept) / slope
+    stored = np.rint(exact)
+    eps = np.finfo(values.dtype if values.dtype.kind == "f" else np.float64).eps
+    bound = 8 * eps * (float(np.abs(real).max()) + abs(intercept)) / abs(slope)
+    limits = np.iinfo(dtype)
+    if not (bound < 0.25 and float(np.abs(exact - stored).max()) <= bound
+            and limits.min <= stored.min() and stored.max() <= limits.max):
+        return None
+    return stored.astype(dtype)
+
+
+def _kept(slices: list[_Slice]) -> dict:
+    """The kept attributes: ``tags``, those equal in every slice; ``slices``, per slice
+    (None where a slice lacks it), those that differ."""
+    tags: dict[str, str] = {}
+    per_slice: dict[str, list[str | None]] = {}
+    for key in KEPT:
+        values = [item.tags.get(key) for item in slices]
+        for item, value in zip(slices, values):
+            problem = None if value is None else check_value(key, value)
+            if problem:
+                raise ImageError(f"{item.path}: {KEPT[key][1]} ({key}) {problem}")
+        if all(value == values[0] for value in values):
+            if values[0] is not None:
+                tags[key] = values[0]
+        else:
+            per_slice[key] = values
+    return {"tags": tags, "slices": per_slice} if per_slice else {"tags": tags}
+
+
+# ------------------------------------------------------------------------ other views of a series
+
+
+def _rescales(source: dict) -> np.ndarray:
+    """(slope, intercept) per slice of a ``dicom`` record, shape (slices, 2)."""
+    per_slice = source.get("slices", {})
+    slopes, intercepts = (per_slice.get(key, [source["tags"].get(key)] * source["shape"][2]) for key in RESCALE)
+    return np.asarray([_rescale(dict(zip(RESCALE, pair))) for pair in zip(slopes, intercepts)])
+
+
+def region_record(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) -> dict:
+    """The ``dicom`` record of the region of ``shape`` from voxel ``start``: its slices'
+    attributes (the geometry is written from the region's affine)."""
+    return _picked(source, shape, range(start[2], start[2] + shape[2]))
+
+
+def preview_record(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> dict:
+    """The ``dicom`` record of a preview (see mriae.io.image.preview_source): the attributes
+    of each preview slice's first source slice. ImageError for a preview that averages
+    slices whose rescale differs (stored values of different scales)."""
+    factor, offset = float(voxels[2, 2]), float(voxels[2, 3])
+    if offset != 0 and len(np.unique(_rescales(source), axis=0)) > 1:
+        raise ImageError("a preview that averages slices of different rescales cannot be made; decode it whole")
+    return _picked(source, shape, [int(j * factor) for j in range(shape[2])])
+
+
+def _picked(source: dict, shape: tuple[int, ...], picks) -> dict:
+    record = {**source, "shape": list(shape)}
+    if "slices" in source:
+        record["slices"] = {key: [values[k] for k in picks] for key, values in source["slices"].items()}
+    return record
+
+
+def as_other_format(image: Image, suffix: str) -> Image:
+    """``image`` (of a ``dicom`` record) as it is written to an image file of ``suffix``:
+    its stored values as they are without a rescale; with one rescale for every slice, in a
+    NIfTI file, with it as ``scl_slope``/``scl_inter`` (float32, as NIfTI stores them);
+    otherwise its physical values (stored × slope + intercept, per slice) as float64."""
+    rescales = _rescales(image.source)
+    plain = Image(image.array, image.affine, suffix, {})
+    if (rescales == (1.0, 0.0)).all():
+        return plain
+    if suffix in NIFTI_SUFFIXES and len(np.unique(rescales, axis=0)) == 1:
+        return Image(image.array, image.affine, suffix, fresh_nifti_source(plain, tuple(rescales[0])))
+    physical = image.array.astype(np.float64) * rescales[:, 0] + rescales[:, 1]
+    return Image(physical, image.affine, suffix, {})
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def check_series_folder(folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Before any work: refuse a ``folder`` that holds anything (unless ``overwrite``), a
+    file in its place, or one that cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder")
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty (use --force to write into it)")
+    check_writable(folder)
+
+
+def series_file_names(count: int) -> list[str]:
+    """The names of a written series' files, in slice order: IM0001.dcm, …"""
+    width = max(4, len(str(count)))
+    return [f"IM{index:0{width}d}.dcm" for index in range(1, count + 1)]
+
+
+def write_series(image: Image, folder: str | os.PathLike, overwrite: bool = False, lossy: bool = False) -> list[Path]:
+    """Write ``image`` (of a ``dicom`` record) as a series, one file per slice, into
+    ``folder``, whole or not at all (:mod:`mriae.io.atomic`); returns the files' paths.
+
+    Every kept attribute as it was; new Series and SOP Instance UIDs (derived from the
+    original Series UID and the pixels, so the same image gives the same files); the geometry
+    from the affine; the stored values in their stored type; Lossy Image Compression "01"
+    when ``lossy``. FileExistsError if the folder holds anything, unless ``overwrite`` (then
+    files of the same names are replaced, others kept).
+    """
+    folder = Path(folder)
+    source = image.source
+    if source.get("kind") != "dicom":
+        raise ImageError(f"{folder}: only an image read from a DICOM series can be written as one")
+    check_series_folder(folder, overwrite)
+    array = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"])
+    affine = np.asarray(image.affine, dtype=np.float64)
+    digest = hashlib.sha256(array.tobytes() + affine.tobytes()).hexdigest()
+    series_uid = _uid(f"series {source['tags'].get('0020|000e', '')} {digest}")
+    names = series_file_names(array.shape[2])
+    with staging_folder(folder, overwrite) as scratch:
+        for index, name in enumerate(names):
+            attributes = _slice_attributes(source, array.shape, affine, index, series_uid, lossy)
+            (scratch / name).write_bytes(_part10(attributes, array[:, :, index]))
+    return [folder / name for name in names]
+
+
+def _uid(text: str) -> str:
+    """A UID made from ``text`` (a name-based UUID under the 2.25 root)."""
+    return f"2.25.{uuid.uuid5(_UID_ROOT, text).int}"
+
+
+def decimal(value: float) -> str:
+    """``value`` as a DICOM decimal string (at most 16 characters, as many digits as fit)."""
+    for digits in range(15, 0, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    raise ValueError(f"{value} does not fit a decimal string")  # never: 1 digit always fits
+
+
+def _slice_attributes(source: dict, shape: tuple[int, ...], affine: np.ndarray, index: int, series_uid: str,
+                      lossy: bool) -> dict[str, str]:
+    """Every attribute of slice ``index`` but its pixels: the kept ones, then those written
+    from the image (geometry, size, UIDs)."""
+    lps = _LPS @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    position = lps[:3, 3] + index * lps[:3, 2]
+    cosines = np.concatenate([lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]])
+    attributes = {key: value[index] for key, value in source.get("slices", {}).items() if value[index] is not None}
+    attributes.update(source["tags"])
+    attributes.update({
+        "0008|0018": _uid(f"{series_uid} {index}"),
+        "0020|000e": series_uid,
+        "0020|0032": "\\".join(map(decimal, position)),
+        "0020|0037": "\\".join(map(decimal, cosines)),
+        "0028|0030": f"{decimal(spacing[1])}\\{decimal(spacing[0])}",
+        "0028|0002": "1",
+        "0028|0010": str(shape[1]),
+        "0028|0011": str(shape[0]),
+    })
+    if "0018|0088" in attributes:
+        attributes["0018|0088"] = decimal(spacing[2])
+    if lossy:
+        attributes["0028|2110"] = "01"
+    return attributes
+
+
+def _part10(attributes: dict[str, str], voxels: np.ndarray) -> bytes:
+    """A DICOM Part 10 file: ``attributes`` and the slice's ``voxels`` (columns, rows)."""
+    meta = (_element("0002|0001", "OB", b"\x00\x01")
+            + _text_element("0002|0002", "UI", attributes["0008|0016"])
+            + _text_element("0002|0003", "UI", attributes["0008|0018"])
+            + _text_element("0002|0010", "UI", EXPLICIT_LITTLE)
+            + _text_element("0002|0012", "UI", IMPLEMENTATION_UID)
+            + _text_element("0002|0013", "SH", f"MRIAE_{__version__}"))
+    dataset = b"".join(_text_element(key, KEPT[key][0] if key in KEPT else _WRITTEN[key], value)
+                       for key, value in sorted(attributes.items()))
+    pixels = np.ascontiguousarray(voxels.T, dtype=voxels.dtype.newbyteorder("<")).tobytes()
+    pixel_data = _element("7fe0|0010", "OB" if voxels.dtype.itemsize == 1 else "OW", pixels)
+    return (b"\x00" * 128 + b"DICM" + _element("0002|0000", "UL", struct.pack("<I", len(meta))) + meta
+            + dataset + pixel_data)
+
+
+def _text_element(key: str, vr: str, value: str) -> bytes:
+    if vr == "US":
+        return _element(key, vr, b"".join(struct.pack("<H", int(part)) for part in value.split("\\") if part))
+    return _element(key, vr, value.encode("utf-8", "surrogateescape"), b"\x00" if vr == "UI" else b" ")
+
+
+def _element(key: str, vr: str, data: bytes, pad: bytes = b"\x00") -> bytes:
+    """One data element, explicit VR little endian, its value padded to an even length."""
+    group, element = (int(part, 16) for part in key.split("|"))
+    data += pad * (len(data) % 2)
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", group, element, vr.encode("ascii"), 0, len(data)) + data
+    return struct.pack("<HH2sH", group, element, vr.encode("ascii"), len(data)) + data
