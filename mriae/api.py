@@ -21,7 +21,7 @@ from mriae.container import MAGIC, ContainerError
 from mriae.fidelity import Fidelity
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
-from mriae.io.image import names_a_label_map
+from mriae.io.image import names_a_label_map, source_files
 from mriae.parallel import using
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def compress(
         file_size, label_map = None, False
     else:
         image = read_image(source)
-        file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
+        file_size = sum(file.stat().st_size for file in source_files(source))  # a pair's .hdr and .img
+        label_map = names_a_label_map(source)
     with using(threads):
         data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
                                      label_map=label_map)
@@ -149,7 +150,7 @@ def decompress(
     cannot be verified then); exactly stored ones (label maps) a subsample of a full decode.
     See :func:`mriae.codec.decompress_image`.
 
-    Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
+    Also writes it to ``output`` (NIfTI/NRRD/MetaImage/MGH/Analyze pair by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
     decoded at once (None: every core); the voxels do not depend on it.
     """

@@ -34,11 +34,11 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae import api
     from mriae.container import ContainerError
     from mriae.fidelity import DEFAULT_QUALITY, Fidelity
-    from mriae.formats import MRIAE_SUFFIX
+    from mriae.formats import MRIAE_SUFFIX, cannot_write, restored_suffix
     from mriae.header import Header, read_header
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
-    from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
+    from mriae.io.image import file_stem, one_line, stored_scale
     from mriae.transforms.tiles import region_of
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
@@ -338,14 +338,16 @@ def decompress(
         data = api.read_mriae(input)
         header = read_header(data)
         region = parse_roi(roi, header.image.volume_shape)
-        target = output or input.with_name(file_stem(input) + header.image.suffix)
-        if not output_suffix(target):
-            raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
+        suffix, note = restored_suffix(header.image.suffix)
+        target = output or input.with_name(file_stem(input) + suffix)
+        if cannot_write(target):
+            raise UsageError(f"{target}: {cannot_write(target)}")
         check_not_input(input, target)
         with volume_progress("decompressing") as progress:
             image = api.decompress(data, target, roi=region, downsample=factor, progress=progress, force=force,
                                    threads=threads)
-        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
+        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}"
+            + (f" ({note})" if note and output is None else ""))
 
 
 def show_version(value: bool) -> None:
