@@ -23,7 +23,7 @@ from mriae.header import read_header
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.dicom import check_series_folder, read_series, write_series
-from mriae.io.image import names_a_label_map, output_suffix
+from mriae.io.image import names_a_label_map, output_suffix, source_files
 from mriae.parallel import using
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ def compress(
         if series is not None:
             raise ValueError(f"{source}: series= (--series) applies to a folder of DICOM files")
         image = read_image(source)
-        file_size, label_map = Path(source).stat().st_size, names_a_label_map(source)
+        file_size = sum(file.stat().st_size for file in source_files(source))  # a pair's .hdr and .img
+        label_map = names_a_label_map(source)
     with using(threads):
         data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
                                      label_map=label_map)
@@ -162,7 +163,7 @@ def decompress(
     cannot be verified then); exactly stored ones (label maps) a subsample of a full decode.
     See :func:`mriae.codec.decompress_image`.
 
-    Also writes it to ``output`` (NIfTI/NRRD/MetaImage by its suffix) if given
+    Also writes it to ``output`` (NIfTI/NRRD/MetaImage/MGH/Analyze pair by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
     decoded at once (None: every core); the voxels do not depend on it.
 

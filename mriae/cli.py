@@ -34,7 +34,7 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae import api
     from mriae.container import ContainerError
     from mriae.fidelity import DEFAULT_QUALITY, Fidelity
-    from mriae.formats import MRIAE_SUFFIX
+    from mriae.formats import MRIAE_SUFFIX, cannot_write, restored_suffix
     from mriae.header import Header, read_header
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
@@ -365,14 +365,16 @@ def decompress(
             say(f"{input} → {target}: {image.array.shape[2]} DICOM files, shape {tuple(image.array.shape)}, "
                 f"{image.array.dtype}")
             return
-        target = output or input.with_name(file_stem(input) + header.image.suffix)
-        if not output_suffix(target):
-            raise UsageError(f"{target}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
+        suffix, note = restored_suffix(header.image.suffix)
+        target = output or input.with_name(file_stem(input) + suffix)
+        if cannot_write(target):
+            raise UsageError(f"{target}: {cannot_write(target)}")
         check_not_input(input, target)
         with volume_progress("decompressing") as progress:
             image = api.decompress(data, target, roi=region, downsample=factor, progress=progress, force=force,
                                    threads=threads)
-        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}")
+        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}"
+            + (f" ({note})" if note and output is None else ""))
 
 
 def show_version(value: bool) -> None:

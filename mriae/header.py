@@ -23,8 +23,8 @@ import numpy as np
 
 from mriae.container import ContainerError, unpack
 from mriae.dicom_tags import KEPT, PHOTOMETRIC, REQUIRED, RESCALE, check_value, number
-from mriae.formats import MODEL_NAME, SUFFIXES
-from mriae.limits import LimitError, Limits
+from mriae.formats import MGH_DTYPES, MGH_HEADER_BYTES, MODEL_NAME, SUFFIXES
+from mriae.limits import MAX_HEADER_BYTES, LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
 from mriae.transforms.grid import GridPlan, plan_on
 from mriae.transforms.tiles import TILE_SIZES, tile_counts
@@ -84,9 +84,6 @@ DTYPES = frozenset(
 MAX_AXES = 7
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHA_PREFIX = re.compile(f"[0-9a-f]{{{MODEL_ID_DIGITS}}}")
-NIFTI_HEADER_LIMIT = 32 << 20
-"""Largest original NIfTI header (with extensions) a file may carry: as base64 in the JSON
-header it stays under the container's 64 MiB header limit."""
 CONTEXT_INTEGERS = 2 * VALUE_LIMIT
 """Most quantization steps a context-coded volume's range may span (the coder's integers)."""
 EXACT_INTEGER = 2**53
@@ -388,18 +385,19 @@ def _image_info(record: dict) -> ImageInfo:
     return ImageInfo(suffix, np.dtype(dtype_text), shape, _affine(record, "image"), source)
 
 
-def _check_nifti_header(raw: bytes, shape: tuple[int, ...]) -> None:
-    """The stored NIfTI-1/NIfTI-2 header bytes must describe this image: its dimensions
-    and a data offset right after themselves (the writer puts the voxels there)."""
+def _check_nifti_header(raw: bytes, shape: tuple[int, ...], prefix: bytes | None = None) -> None:
+    """The stored NIfTI-1/NIfTI-2 (or, for a pair, Analyze) header bytes must describe this
+    image: its dimensions, and a data offset right after themselves (the writer puts the
+    voxels there) or, for a pair (``prefix``: the .img's bytes before the voxels), after the prefix."""
     for order in ("<", ">"):
         size = int(np.frombuffer(raw[:4], f"{order}i4")[0]) if len(raw) >= 4 else 0
         if size in (348, 540):
             break
     else:
         raise HeaderError("image.source.header is not a NIfTI header")
-    minimum = 352 if size == 348 else 544
-    if not minimum <= len(raw) <= NIFTI_HEADER_LIMIT:
-        raise HeaderError(f"image.source.header is {len(raw)} bytes, not {minimum}–{NIFTI_HEADER_LIMIT}")
+    minimum = size + 4 * (prefix is None)
+    if not minimum <= len(raw) <= MAX_HEADER_BYTES:
+        raise HeaderError(f"image.source.header is {len(raw)} bytes, not {minimum}–{MAX_HEADER_BYTES}")
     if size == 348:
         dims = np.frombuffer(raw[40:56], f"{order}i2").astype(np.int64)
         offset = float(np.frombuffer(raw[108:112], f"{order}f4")[0])
@@ -409,8 +407,32 @@ def _check_nifti_header(raw: bytes, shape: tuple[int, ...]) -> None:
     count = int(dims[0])
     if not 1 <= count <= MAX_AXES or tuple(int(n) for n in dims[1 : count + 1]) != shape:
         raise HeaderError("image.source.header describes another shape than image.shape")
-    if offset != len(raw):
+    if prefix is None and offset != len(raw):
         raise HeaderError("image.source.header's data offset is not its own length")
+    if prefix is not None and offset != len(prefix):
+        raise HeaderError("image.source.header's data offset is not the length of image.source.prefix")
+
+
+def _check_mgh_header(raw: bytes, shape: tuple[int, ...], dtype: str) -> None:
+    """The stored MGH header must describe this image: its dimensions and voxel type."""
+    if len(raw) != MGH_HEADER_BYTES:
+        raise HeaderError(f"image.source.header is {len(raw)} bytes, not the {MGH_HEADER_BYTES} of an MGH header")
+    dims, code = np.frombuffer(raw[4:20], ">i4"), int(np.frombuffer(raw[20:24], ">i4")[0])
+    if len(shape) not in (3, 4) or tuple(int(n) for n in dims) != shape + (1,) * (4 - len(shape)):
+        raise HeaderError("image.source.header describes another shape than image.shape")
+    if MGH_DTYPES.get(code) != dtype:
+        raise HeaderError("image.source.header describes another voxel type than image.source.dtype")
+
+
+def _decoded(source: dict, key: str) -> bytes:
+    """The bytes of the base64 text ``source[key]``, at most MAX_HEADER_BYTES of them."""
+    text = _field(source, key, str)
+    if len(text) > (MAX_HEADER_BYTES + 2) // 3 * 4:
+        raise HeaderError(f"image.source.{key} is over {MAX_HEADER_BYTES} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as error:
+        raise HeaderError(f"image.source.{key} is not base64") from error
 
 
 def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -418,7 +440,7 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
     kind = source.get("kind")
     if kind is None:
         return
-    if kind not in ("nifti", "itk", "dicom"):
+    if kind not in ("nifti", "itk", "mgh", "pair", "dicom"):
         raise HeaderError(f"image.source.kind {str(kind)[:20]!r} is unknown")
     if _shape(source.get("shape"), "image.source.shape", range(1, MAX_AXES + 1)) != shape:
         raise HeaderError("image.source.shape differs from image.shape")
@@ -426,11 +448,14 @@ def _check_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None
     if stored != dtype.str and not (dtype.kind == "b" and stored == "|u1"):  # booleans are stored as uint8
         raise HeaderError(f"image.source.dtype {stored[:10]!r} differs from image.dtype")
     if kind == "nifti":
-        try:
-            raw = base64.b64decode(_field(source, "header", str), validate=True)
-        except ValueError as error:
-            raise HeaderError("image.source.header is not base64") from error
-        _check_nifti_header(raw, shape)
+        _check_nifti_header(_decoded(source, "header"), shape)
+        return
+    if kind == "pair":
+        _check_nifti_header(_decoded(source, "header"), shape, _decoded(source, "prefix"))
+        return
+    if kind == "mgh":
+        _check_mgh_header(_decoded(source, "header"), shape, stored)
+        _decoded(source, "footer")
         return
     if kind == "dicom":
         _check_dicom_source(source, shape, dtype)

@@ -17,6 +17,11 @@ DEFAULT_MAX_VOXELS = 1 << 31
 DEFAULT_MAX_VOLUME_VOXELS = 1 << 28
 """268 M voxels in one 3D volume (e.g. 640³; a 0.5 mm whole head is ~105 M)."""
 
+MAX_HEADER_BYTES = 32 << 20
+"""Largest original header (a NIfTI header with its extensions, an Analyze/NIfTI .hdr file, an
+MGH footer) kept in a .mriae file: as base64 in its JSON header it stays under the
+container's 64 MiB header limit."""
+
 
 class LimitError(ValueError):
     """An input that claims more voxels than the configured limits allow."""

@@ -245,14 +245,14 @@ def test_weights_given_by_path(tmp_path: Path, mni_t1: np.ndarray):
 
 
 def test_evaluate_reads_every_input_format_back_through_loadimaged(tmp_path: Path, mni_t1: np.ndarray):
-    from mriae.formats import SUFFIXES
+    from mriae.formats import WRITTEN_SUFFIXES
     from mriae.io import Image, write_image
 
     dataset, output = tmp_path / "in", tmp_path / "eval"
     dataset.mkdir()
     affine = np.array([[-1.5, 0, 0, 40], [0, 1.2, 0.1, -30], [0, 0, 2.0, -20], [0, 0, 0, 1]])
     volume = anatomy(mni_t1, (24, 28, 20), np.int16, 0, 900)
-    names = [f"vol{index}{suffix}" for index, suffix in enumerate(SUFFIXES)]
+    names = [f"vol{index}{suffix}" for index, suffix in enumerate(WRITTEN_SUFFIXES)]
     for name in names:
         write_image(Image(volume, affine), dataset / name)
     flow = workflow("evaluate.json", None, dataset_dir=str(dataset), output_dir=str(output), qualities=[1])

@@ -90,7 +90,8 @@ def test_unknown_options_and_commands_are_usage_errors(monkeypatch, capsys, args
 
 def test_an_unsupported_output_type_is_a_usage_error(small_mriae: Path, tmp_path: Path):
     result = run("decompress", str(small_mriae), "-o", str(tmp_path / "out.png"))
-    message = f"error: {tmp_path / 'out.png'}: unsupported output type (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)"
+    message = (f"error: {tmp_path / 'out.png'}: unsupported output type "
+               "(use .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .mgz, .mgh or .hdr)")
     assert (result.returncode, result.stderr) == (2, message + "\n")
     assert list(tmp_path.iterdir()) == []
 

@@ -34,7 +34,7 @@ def small_image() -> Image:
 
 
 @pytest.mark.parametrize("name", ["vol.nii.gz", "vol.nii", "vol.nrrd", "vol.mha", "vol.mhd", "vol.nhdr",
-                                  "sub-01.T1w.mhd", "VOL.MHD", "VOL.NHDR"])
+                                  "sub-01.T1w.mhd", "VOL.MHD", "VOL.NHDR", "vol.mgz", "vol.mgh", "vol.hdr", "VOL.HDR"])
 def test_image_files_are_exactly_what_the_writer_creates(tmp_path: Path, name: str):
     target = tmp_path / name
     write_image(small_image(), target)

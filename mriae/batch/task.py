@@ -17,6 +17,7 @@ from mriae import api
 from mriae.batch.inputs import Item, inside, output_path
 from mriae.batch.state import append_state, load_state
 from mriae.fidelity import Fidelity
+from mriae.formats import restored_suffix
 from mriae.header import read_header
 
 
@@ -142,7 +143,7 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
     record.input_bytes = item.source.stat().st_size
     record.source_sha256 = sha256_of(item.source)
     data = api.read_mriae(item.source) if settings.decompress else b""
-    suffix = read_header(data).image.suffix if settings.decompress else ""
+    suffix = restored_suffix(read_header(data).image.suffix)[0] if settings.decompress else ""
     target = inside(output_path(item, settings.output_root, settings.decompress, suffix), settings.output_root,
                     item.source)
     record.output = str(target)

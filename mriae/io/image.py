@@ -4,8 +4,10 @@ NIfTI-1/NIfTI-2 single files (.nii, .nii.gz) are read with nibabel; the original
 bytes (with extensions) are kept verbatim and written back in front of the reconstructed
 voxels, so qform/sform, pixdim, units, intent, scl_slope/inter, descrip and extensions come
 back unchanged. NRRD and MetaImage (.nrrd, .nhdr, .mha, .mhd) go through SimpleITK, whose
-geometry and metadata dictionary are kept; so do folders of DICOM files (mriae.io.dicom).
-Both libraries load on first use: the suffix and header helpers here serve ``mriae info``,
+geometry and metadata dictionary are kept; so do folders of DICOM files (:mod:`mriae.io.dicom`).
+The other formats nibabel reads (MGH, NIfTI and Analyze pairs; MINC, PAR/REC, AFNI, ECAT read
+only) are in :mod:`mriae.io.nibabel_formats`. The libraries load on first use: the suffix and
+header helpers here serve ``mriae info``,
 which must start fast.
 """
 
@@ -19,7 +21,7 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +29,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mriae.formats import NIFTI_SUFFIXES, SUFFIXES
+from mriae.formats import (
+    ANALYZE_SUFFIXES,
+    CIFTI_REFUSAL,
+    MGH_SUFFIXES,
+    NIFTI_SUFFIXES,
+    READ_ONLY,
+    SUFFIXES,
+    cannot_write,
+    image_suffix,
+    refusal,
+)
 from mriae.io.atomic import check_targets, staging_folder
 from mriae.limits import LimitError, Limits
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-PAIR_SUFFIXES = (".mhd", ".nhdr")
-"""Header files whose voxels go to a data file beside them."""
+DATA_FILE_SUFFIXES = {".mhd": ".raw", ".nhdr": ".raw", ".hdr": ".img"}
+"""Header files whose voxels a writer puts in a data file beside them, and its suffix."""
+READ_DATA_FILES = {".hdr": (".img", ".IMG"), ".head": (".BRIK", ".BRIK.gz", ".brik", ".brik.gz"),
+                   ".par": (".REC", ".rec")}
+"""Image files whose voxels nibabel reads from a file beside them: NAME + one of these (those
+in the header suffix's case first)."""
+CIFTI_EXTENSION = 32
+"""NIfTI extension code of CIFTI XML."""
 _GZIP = zlib.MAX_WBITS | 16  # zlib window bits that read a gzip stream
 _READ_CHUNK = 1 << 20
 
@@ -74,9 +92,8 @@ def names_a_label_map(path: str | os.PathLike) -> bool:
 
 
 def output_suffix(path: Path) -> str:
-    """The recognised image suffix of ``path`` ('' if none)."""
-    name = path.name.lower()
-    return next((s for s in SUFFIXES if name.endswith(s)), "")
+    """The recognised image suffix of ``path`` ('' if none): :func:`mriae.formats.image_suffix`."""
+    return image_suffix(path)
 
 
 def file_stem(path: str | os.PathLike) -> str:
@@ -88,20 +105,50 @@ def file_stem(path: str | os.PathLike) -> str:
 
 
 def image_files(path: str | os.PathLike) -> list[Path]:
-    """The files :func:`write_image` makes for ``path``: ``path``, and for a MetaImage or
-    detached NRRD header (.mhd, .nhdr) first the data file NAME.raw beside it; ImageError if
-    ``path`` is not of an image type.
+    """The files :func:`write_image` makes for ``path``: ``path``, and for a MetaImage,
+    detached NRRD or Analyze/NIfTI pair header (.mhd, .nhdr, .hdr) first the data file beside
+    it (NAME.raw, NAME.img); ImageError if ``path`` is not of a type a decode writes.
 
     Those pairs are written uncompressed; SimpleITK names their data files NAME.raw
     (compressed it would write NAME.zraw for .mhd and NAME.raw.gz for .nhdr).
     """
     path = Path(path)
-    suffix = output_suffix(path)
-    if not suffix:
-        raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
-    if suffix not in PAIR_SUFFIXES:
+    reason = cannot_write(path)
+    if reason:
+        raise ImageError(f"{path}: {reason}")
+    data_suffix = DATA_FILE_SUFFIXES.get(output_suffix(path))
+    if data_suffix is None:
         return [path]
-    return [path.with_name(file_stem(path) + ".raw"), path]
+    if output_suffix(path) in ANALYZE_SUFFIXES and path.name[len(file_stem(path)):].isupper():
+        data_suffix = data_suffix.upper()  # x.HDR goes with x.IMG, as nibabel pairs them
+    return [path.with_name(file_stem(path) + data_suffix), path]
+
+
+def voxel_file(path: Path) -> Path | None:
+    """The voxel file beside the header ``path`` of an Analyze/NIfTI pair (NAME.img), an AFNI
+    dataset (NAME.BRIK, NAME.BRIK.gz) or a PAR/REC pair (NAME.REC): the one there is, in
+    either case (the header's first), else the name it should have; None for other types."""
+    suffix = output_suffix(path)
+    if suffix not in READ_DATA_FILES:
+        return None
+    upper = path.name[len(file_stem(path)):].isupper()
+    names = sorted(READ_DATA_FILES[suffix], key=lambda data_suffix: data_suffix[1:4].isupper() != upper)
+    files = [path.with_name(file_stem(path) + data_suffix) for data_suffix in names]
+    return next((file for file in files if file.is_file()), files[0])
+
+
+def source_files(path: str | os.PathLike) -> list[Path]:
+    """The files an image is read from: ``path``, and its :func:`voxel_file` if there is one."""
+    path = Path(path)
+    data = voxel_file(path)
+    return [path, data] if data is not None and data.is_file() else [path]
+
+
+def check_voxel_file(path: Path) -> None:
+    """ImageError unless the voxel file that goes with the header ``path`` (if any) is there."""
+    data = voxel_file(path)
+    if data is not None and not data.is_file():
+        raise ImageError(f"{path}: its voxel file {data.name} is missing")
 
 
 def read_image(path: str | os.PathLike) -> Image:
@@ -123,9 +170,11 @@ def read_image(path: str | os.PathLike) -> Image:
     if not path.is_file():
         raise ImageError(f"{path}: not a regular file")
     if not suffix:
-        raise ImageError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+        reason = refusal(path) or f"unsupported file type (expected one of {', '.join(SUFFIXES)})"
+        raise ImageError(f"{path}: {reason}")
     try:
-        image = _read_nifti(path, suffix) if suffix in NIFTI_SUFFIXES else _read_itk(path, suffix)
+        check_voxel_file(path)
+        image = _reader(suffix)(path, suffix)
     except ImageError:
         raise
     except LimitError as error:
@@ -141,6 +190,21 @@ def read_image(path: str | os.PathLike) -> Image:
     return image
 
 
+def _reader(suffix: str) -> Callable[[Path, str], Image]:
+    """The function that reads files of ``suffix``."""
+    from mriae.io import nibabel_formats
+
+    if suffix in NIFTI_SUFFIXES:
+        return _read_nifti
+    if suffix in MGH_SUFFIXES:
+        return nibabel_formats.read_mgh
+    if suffix in ANALYZE_SUFFIXES:
+        return nibabel_formats.read_pair
+    if suffix in READ_ONLY:
+        return nibabel_formats.read_converted
+    return _read_itk
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line (its type's name if it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
@@ -150,6 +214,9 @@ def _read_nifti(path: Path, suffix: str) -> Image:
     import nibabel as nib
 
     loaded = nib.load(path)
+    if isinstance(loaded, nib.Cifti2Image) or any(
+            extension.get_code() == CIFTI_EXTENSION for extension in getattr(loaded.header, "extensions", ())):
+        raise ImageError(f"{path}: {CIFTI_REFUSAL}")
     if not isinstance(loaded, (nib.Nifti1Image, nib.Nifti2Image)) or loaded.header["magic"] not in (b"n+1", b"n+2"):
         raise ImageError(f"{path}: not a single-file NIfTI-1/NIfTI-2 image")
     proxy = loaded.dataobj
@@ -275,6 +342,16 @@ def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) 
         staged = scratch / path.name
         if suffix in NIFTI_SUFFIXES:
             _write_nifti(image, staged)
+        elif suffix in MGH_SUFFIXES:
+            from mriae.io.nibabel_formats import mgh_bytes
+
+            _write_payload(staged, mgh_bytes(image), compressed=suffix == ".mgz")
+        elif suffix in ANALYZE_SUFFIXES:
+            from mriae.io.nibabel_formats import pair_bytes
+
+            header, voxels = pair_bytes(image)
+            staged.write_bytes(header)
+            (scratch / files[0].name).write_bytes(voxels)
         else:
             # SimpleITK recognises (and, for .mhd, writes) suffixes in lower case only
             lower = staged.with_name(file_stem(staged) + suffix)
@@ -286,8 +363,13 @@ def _write_nifti(image: Image, path: Path) -> None:
     source = image.source if image.source.get("kind") == "nifti" else fresh_nifti_source(image)
     header = base64.b64decode(source["header"])
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
-    payload = header + voxels.tobytes(order="F")
-    if path.name.lower().endswith(".gz"):
+    _write_payload(path, header + voxels.tobytes(order="F"), compressed=path.name.lower().endswith(".gz"))
+
+
+def _write_payload(path: Path, payload: bytes, compressed: bool) -> None:
+    """Write ``payload`` to ``path``, as a gzip stream without a name or time stamp if
+    ``compressed`` (the same bytes on every run)."""
+    if compressed:
         with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
             stream.write(payload)
     else:
@@ -297,23 +379,34 @@ def _write_nifti(image: Image, path: Path) -> None:
 def fresh_nifti_source(image: Image, scaling: tuple[float, float] | None = None) -> dict:
     """NIfTI-1 header record for an image without one (an array, or an ITK file); booleans
     are stored as uint8 (NIfTI has no boolean type). ``scaling``: (scl_slope, scl_inter)."""
-    import nibabel as nib
-
     array = np.asarray(image.array)
     array = array.astype(np.uint8) if array.dtype == np.bool_ else array
-    nifti = nib.Nifti1Image(array, image.affine)
+    header = fresh_nifti_header(array, image.affine)
+    if scaling is not None:
+        header.set_slope_inter(*scaling)
+    return nifti_source(header, array)
+
+
+def fresh_nifti_header(array: np.ndarray, affine: np.ndarray):
+    """A nibabel NIfTI-1 header for ``array`` (its shape and voxel type) with ``affine`` as
+    sform (and its voxel sizes), units mm."""
+    import nibabel as nib
+
+    nifti = nib.Nifti1Image(array, affine)
     nifti.header.set_data_dtype(array.dtype)
     nifti.header.set_xyzt_units("mm")
-    if scaling is not None:
-        nifti.header.set_slope_inter(*scaling)
-    header = nifti.header.copy()
+    return nifti.header.copy()
+
+
+def nifti_source(header, array: np.ndarray) -> dict:
+    """The ``nifti`` record of a single-file NIfTI-1 with nibabel ``header`` (no extensions)
+    and ``array``'s shape; its voxel type is the header's."""
     header["vox_offset"] = 352
-    header_bytes = header.binaryblock + b"\x00" * 4  # no extensions
     return {
         "kind": "nifti",
-        "header": base64.b64encode(header_bytes).decode("ascii"),
+        "header": base64.b64encode(header.binaryblock + b"\x00" * 4).decode("ascii"),
         "shape": list(array.shape),
-        "dtype": array.dtype.str,
+        "dtype": header.get_data_dtype().str,
     }
 
 
@@ -327,6 +420,10 @@ def preview_source(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> 
     kind = source.get("kind")
     if kind == "nifti":
         return {**source, "shape": list(shape), "header": _nifti_preview(source["header"], shape, voxels)}
+    if kind in ("mgh", "pair"):
+        from mriae.io.nibabel_formats import mgh_resized, pair_resized
+
+        return (mgh_resized if kind == "mgh" else pair_resized)(source, shape, voxels)
     if kind == "itk":
         axes = np.reshape(np.asarray(source["direction"], dtype=np.float64), (3, 3)) * np.asarray(source["spacing"])
         origin = np.asarray(source["origin"], dtype=np.float64) + axes @ voxels[:3, 3]
@@ -375,6 +472,10 @@ def region_source(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) 
     kind = source.get("kind")
     if kind == "nifti":
         return {**source, "shape": list(shape), "header": _nifti_region(source["header"], shape, start)}
+    if kind in ("mgh", "pair"):
+        voxels = np.eye(4)
+        voxels[:3, 3] = start[:3]
+        return preview_source(source, shape, voxels)
     if kind == "itk":
         axes = np.reshape(np.asarray(source["direction"], dtype=np.float64), (3, 3)) * np.asarray(source["spacing"])
         origin = np.asarray(source["origin"], dtype=np.float64) + axes @ np.asarray(start, dtype=np.float64)
@@ -408,10 +509,11 @@ def _nifti_region(header_text: str, shape: tuple[int, ...], start: tuple[int, ..
 
 
 def stored_scale(source: dict) -> float | None:
-    """``|scl_slope|`` of the original NIfTI header kept in ``source`` when it scales the
-    stored voxels (a finite slope other than 0 and 1), else None. mriae codes the stored
-    values, so an error bound in stored units is this many times larger in physical units."""
-    if source.get("kind") != "nifti":
+    """``|scl_slope|`` of the original NIfTI (or NIfTI/SPM pair) header kept in ``source``
+    when it scales the stored voxels (a finite slope other than 0 and 1), else None. mriae
+    codes the stored values, so an error bound in stored units is this many times larger in
+    physical units."""
+    if source.get("kind") not in ("nifti", "pair"):
         return None
     try:
         raw = base64.b64decode(source["header"])

@@ -25,6 +25,7 @@ from mriae.batch.inputs import refuse_shared_outputs
 from mriae.batch.task import failure_reason
 from mriae.codec import psnr
 from mriae.fidelity import Fidelity
+from mriae.formats import restored_suffix
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.image import SUFFIXES
@@ -174,7 +175,7 @@ class InferenceRunner:
         stats = item.get(f"{self.mriae_key}_stats", {})
         row.update({key: "" if stats.get(key) is None else stats[key] for key in ("quality", "fidelity", "coder")})
         if self.save_reconstructions:
-            target = self.output_dir / f"{stem_of(source)}_recon{original.suffix}"
+            target = self.output_dir / f"{stem_of(source)}_recon{restored_suffix(original.suffix)[0]}"
             check_targets(image_files(target), self.overwrite, OVERWRITE)
             write_image(Image(reconstruction, original.affine, original.suffix, original.source), target,
                         overwrite=self.overwrite)
