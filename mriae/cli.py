@@ -628,19 +628,23 @@ def evaluate(
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Rate–distortion report of one scan: metrics.csv, rd.png and slices.png in the report folder.
+    """Rate–distortion report of one scan: metrics.csv, rd.png, slices.png and summary.md in the report folder.
 
     Measures the quality levels (all by default) and, if given, maximum errors, PSNR targets
     and lossless; each row reports the coder, the bound the file promises, the largest error
     measured and the fraction of voxels at the bound. slices.png shows --slices-quality if
     measured, else the last lossy setting. --map OUT.png draws where that setting's bits and
     errors sit (background, head, and brain with --brain-mask) and writes the table per region
-    to regions.csv."""
+    to regions.csv. summary.md describes the scan (training, validation or unknown to the
+    weights' training set list), the run and each setting, with the figures."""
     from mriae.codec import volumes_of
     from mriae.evaluation import evaluate_mriae, write_csv
     from mriae.evaluation.maps import read_brain_mask, region_masks
-    from mriae.evaluation.plots import rd_plot, slices_plot
+    from mriae.evaluation.plots import STORED_UNITS, rd_plot, slices_plot
+    from mriae.evaluation.splits import split_of
+    from mriae.evaluation.summary import Scan, provenance, summary_markdown
     from mriae.io import read_image
+    from mriae.models.weights import load_codec
 
     with reported_errors(input, debug, "evaluating"):
         levels, others = evaluation_settings(qualities, max_error, psnr, lossless)
@@ -650,12 +654,16 @@ def evaluate(
         shown = shown_fidelity.name
         if map_path is None and (brain_mask is not None or volume != 1):
             raise UsageError("--brain-mask and --volume go with --map")
-        names = ("metrics.csv", "rd.png", "slices.png") + ("regions.csv",) * (map_path is not None)
+        names = ("metrics.csv", "rd.png", "slices.png", "summary.md") + ("regions.csv",) * (map_path is not None)
         targets = [output / name for name in names] + [map_path] * (map_path is not None)
         check_targets(targets, force)
         image = read_image(input)
         name = file_stem(input)
         volumes = volumes_of(image.array)
+        split = split_of(volumes)
+        slope = stored_scale(image.source)
+        scan = (f"{name}: {' × '.join(map(str, image.array.shape))} voxels of "
+                f"{' × '.join(f'{s:g}' for s in image.spacing[:3])} mm, {image.array.dtype.name}; split: {split}")
         if map_path is not None:
             if not 1 <= volume <= volumes.shape[3]:
                 raise UsageError(f"--volume must be 1..{volumes.shape[3]} (got {volume})")
@@ -674,18 +682,30 @@ def evaluate(
                 if point.setting != shown:
                     return
                 restored = volumes_of(reconstruction)
-                title = (f"{name}, {shown_fidelity}: {point.bits_per_voxel:.3f} bits/voxel, "
-                         f"PSNR {point.psnr:.2f} dB, max error {point.max_abs_error:g}")
-                slices_plot(volumes[..., 0], restored[..., 0], scratch / "slices.png", image.spacing, title)
+                title = (f"{scan}\n{shown_fidelity}: {point.bits_per_voxel:.3f} bits/voxel, PSNR {point.psnr:.2f} dB, "
+                         f"max error {point.max_abs_error:g} ({STORED_UNITS})")
+                which = f"; volume {{}} of {volumes.shape[3]} shown" if volumes.shape[3] > 1 else ""
+                slices_plot(volumes[..., 0], restored[..., 0], scratch / "slices.png", image.affine,
+                            title + which.format(1), f"decoded, {shown_fidelity}", slope)
                 if map_path is not None:
                     table.extend(draw_map(mapped, restored[..., volume - 1], data, volume, masks, point.coder,
-                                          map_scratch / map_path.name, scratch / "regions.csv", image.spacing,
-                                          title + (f"; volume {volume}" if volumes.shape[3] > 1 else "")))
+                                          map_scratch / map_path.name, scratch / "regions.csv", image.affine,
+                                          title + which.format(volume), f"decoded, {shown_fidelity}", slope))
 
-            points = evaluate_mriae(image.array, image.affine, volume=name, qualities=levels, fidelities=others,
-                                    on_point=draw)
+            points = evaluate_mriae(image.array, image.affine, volume=name, split=split.split, qualities=levels,
+                                    fidelities=others, on_point=draw)
             write_csv(points, scratch / "metrics.csv")
-            rd_plot({f"{name} {tuple(image.array.shape)}": points}, scratch / "rd.png")
+            rd_plot({scan: points}, scratch / "rd.png")
+            figures = [("Rate–distortion", "rd.png"), (f"Central slices, {shown_fidelity}", "slices.png")]
+            if map_path is not None:
+                figures.append((f"Bits and errors by region, {shown_fidelity}",
+                                os.path.relpath(map_path.absolute(), output.absolute())))
+            codec = load_codec()
+            notes = [f"Stored values carry a NIfTI scl_slope: errors × {slope:g} in physical units."] if slope else []
+            summary = summary_markdown(Scan(input, image.array, image.spacing), split,
+                                       list(zip(map(str, settings), points)), figures,
+                                       provenance(codec.name, codec.sha256), notes)
+            (scratch / "summary.md").write_text(summary, encoding="utf-8")
         say(f"{'setting':>12} {'coder':>8} {'bits/voxel':>10} {'ratio':>7} {'PSNR dB':>8} {'SSIM':>7} "
             f"{'max err':>9} {'bound':>7} {'at bound':>8} {'enc s':>6} {'dec s':>6}")
         raw_bits = image.array.dtype.itemsize * 8
@@ -697,11 +717,13 @@ def evaluate(
                 f"{p.decode_s:>6.2f}")
         for line in table:
             say(line)
+        say(f"split: {split} ({split.reason})")
         say(f"report: {', '.join(str(target) for target in targets)}")
 
 
 def draw_map(original: np.ndarray, decoded: np.ndarray, data: bytes, volume: int, masks: dict[str, np.ndarray],
-             coder: str, figure: Path, csv: Path, spacing: tuple[float, ...], title: str) -> list[str]:
+             coder: str, figure: Path, csv: Path, affine: np.ndarray, title: str, setting: str,
+             scl_slope: float | None) -> list[str]:
     """Where the bits and errors of ``volume`` (from 1) of the .mriae ``data`` sit: the figure
     at ``figure``, the per-region numbers at ``csv``; returns the lines `mriae evaluate` prints."""
     from mriae.evaluation import write_csv
@@ -716,8 +738,8 @@ def draw_map(original: np.ndarray, decoded: np.ndarray, data: bytes, volume: int
     if bits is None:
         notes.append(no_bits)
     lines = [f"regions of volume {volume}:", *region_table(stats), *notes]
-    map_plot(original, decoded, None if bits is None else bits.on_image_grid(), masks, lines[1:], figure, spacing,
-             title, no_bits)
+    map_plot(original, decoded, None if bits is None else bits.on_image_grid(), masks, lines[1:], figure, affine,
+             title, no_bits, setting, scl_slope)
     return lines
 
 

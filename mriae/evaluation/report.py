@@ -33,7 +33,7 @@ class RDPoint:
     """
 
     volume: str
-    split: str  # "validation" or "train"
+    split: str  # "train", "validation" or "unknown" (mriae.evaluation.splits)
     codec: str
     setting: str
     voxels: int
@@ -90,7 +90,7 @@ def evaluate_mriae(
     affine: np.ndarray,
     *,
     volume: str = "scan",
-    split: str = "validation",
+    split: str = "unknown",
     qualities: Iterable[int] | None = None,
     fidelities: Iterable[Fidelity] = (),
     on_point: Callable[[RDPoint, np.ndarray, bytes], None] | None = None,
@@ -103,7 +103,8 @@ def evaluate_mriae(
     from each file's header.
 
     Points are named by :attr:`mriae.fidelity.Fidelity.name` (``q5``, ``e2``, ``40dB``,
-    ``lossless``), their codec by mode (:data:`MRIAE_CODECS`). ``on_point`` gets each point
+    ``lossless``), their codec by mode (:data:`MRIAE_CODECS`); ``split`` is the volume's
+    (:func:`mriae.evaluation.splits.split_of`). ``on_point`` gets each point
     with its reconstruction and the .mriae bytes (e.g. to draw slices).
     """
     fidelities = list(fidelities)
