@@ -45,6 +45,7 @@ except KeyboardInterrupt:
     raise SystemExit(130) from None
 
 if TYPE_CHECKING:
+    from mriae.batch import BatchJob
     from mriae.codec import Stats
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
@@ -508,11 +509,40 @@ def _summary(input: Path, size: int, header: Header) -> dict:
     }
 
 
+BATCH_FLAGS = {"inputs": "INPUTS", "output": "OUTPUT", "decompress": "--decompress", "quality": "--quality",
+               "max_error": "--max-error", "lossless": "--lossless", "psnr": "--psnr", "workers": "--workers",
+               "threads_per_worker": "--threads-per-worker", "scheduler": "--scheduler", "report": "--report",
+               "copy_other": "--copy-other/--no-copy-other", "force": "--force"}
+"""The arguments of `mriae batch` that make its job, by BatchJob option."""
+
+
+def batch_options(context: typer.Context) -> dict[str, object]:
+    """The job options given on the command line (not left at their defaults), by BatchJob
+    option, paths as text."""
+    given = {name: context.params[name] for name in BATCH_FLAGS
+             if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+    return {name: str(value) if isinstance(value, Path) else value for name, value in given.items()}
+
+
+def refuse_unused(spec: BatchJob) -> None:
+    """UsageError for options given on the command line that the job would not use (a job
+    file's are recorded in the report instead)."""
+    from mriae.batch.job import COMMAND_LINE, FIDELITY_KEYS, LOCAL_CLUSTER_KEYS
+
+    for keys, where in ((FIDELITY_KEYS, "to a decompress job"),
+                        (LOCAL_CLUSTER_KEYS, "to a job on a running cluster (it sizes the embedded one)")):
+        refused = [BATCH_FLAGS[key] for key in spec.unused if key in keys and spec.sources.get(key) == COMMAND_LINE]
+        if refused:
+            raise UsageError(f"{' and '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply {where}")
+
+
 @app.command()
 def batch(
+    context: typer.Context,
     inputs: Annotated[str | None, typer.Argument(help="Folder (recursive), glob, or manifest (.csv/.txt).")] = None,
     output: Annotated[Path | None, typer.Argument(help="Output folder (mirrors the input tree).")] = None,
-    job: Annotated[Path | None, typer.Option(help="Job spec (YAML) instead of INPUTS/OUTPUT.")] = None,
+    job: Annotated[Path | None, typer.Option(
+        help="Job spec (YAML); options given here too win over the file's.")] = None,
     decompress: Annotated[bool, typer.Option("--decompress", help="Decompress .mriae files instead.")] = False,
     quality: Quality = None,
     max_error: MaxError = None,
@@ -521,27 +551,48 @@ def batch(
     workers: Annotated[int | None, typer.Option(help="Local workers (default: one per core).")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Folder of the reports and the job's state (default: OUTPUT.report, beside OUTPUT).")] = None,
+    copy_other: Annotated[bool, typer.Option(
+        "--copy-other/--no-copy-other", help="Copy a folder's other files (BIDS sidecars, tables, README) "
+        "verbatim.")] = True,
+    progress_every: Annotated[int, typer.Option(
+        "--progress-every", min=1, metavar="N", help="Without a terminal: a progress line on stderr every N "
+        "files.")] = 10,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
     """Compress (or decompress) many files on Dask: embedded by default, a cluster by address.
     Every file is compressed at the one fidelity given (a quality level, default 5, a maximum
-    error, lossless or a PSNR)."""
+    error, lossless or a PSNR); masks and label images (_mask, _dseg, _probseg) losslessly.
+    A folder's other files are copied, so that a BIDS dataset comes out whole."""
+    from importlib.util import find_spec
+
     from mriae.batch import BatchJob, run_batch
+    from mriae.batch.job import COMMAND_LINE
+    from mriae.batch.progress import ProgressLines
 
     with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
-        fidelity = fidelity_of(quality, max_error, lossless, psnr)
+        given = batch_options(context)
+        fidelity_of(quality, max_error, lossless, psnr)  # refuses two at once, or a bad value
         if job is not None:
-            if any(value is not None for value in (quality, max_error, psnr)) or lossless:
-                raise UsageError("--job takes its fidelity from the job file (quality, max_error, lossless or psnr)")
-            spec = BatchJob.from_yaml(job, force)
+            spec = BatchJob.from_yaml(job, given)
         elif inputs is None or output is None:
             raise UsageError("give INPUTS and OUTPUT, or --job job.yaml")
         else:
-            spec = BatchJob(inputs, str(output), decompress, quality, scheduler, workers, threads_per_worker,
-                            force=force, max_error=fidelity.max_error, lossless=fidelity.lossless, psnr=fidelity.psnr)
+            spec = BatchJob(**given, sources=dict.fromkeys(given, COMMAND_LINE))
+        refuse_unused(spec)
         if not spec.decompress and spec.quality is not None:
             check_quality(spec.quality)
+        lines = None if console.is_terminal else ProgressLines(lambda line: complain(line, label=None), progress_every)
+
+        def started(dashboard: str) -> None:
+            if dashboard:
+                needs = "" if spec.scheduler or find_spec("bokeh") else " (it needs bokeh: pip install 'mriae[batch]')"
+                complain(f"dashboard: {dashboard}{needs}", label=None)
+            if lines:
+                lines.start()
+
         with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("files", total=None)
 
@@ -549,10 +600,12 @@ def batch(
                 bar.update(task, completed=done, total=total)
                 if record.status == "failed":
                     complain(record.error, label="failed")
+                if lines:
+                    lines(record, done, total)
 
-            summary = run_batch(spec, on_record=advance)
+            summary = run_batch(spec, on_record=advance, on_cluster=started)
         say(summary.line())
-        say(f"reports: {Path(spec.output) / 'batch_report.csv'} and .json")
+        say(f"reports: {spec.report_folder / 'batch_report.csv'} and .json")
         if summary.interrupted:
             raise typer.Exit(summary.exit_code)
         if summary.count("failed"):

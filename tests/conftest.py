@@ -50,6 +50,20 @@ def anatomy(mni: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, low: float
     return values.astype(dtype).reshape(shape, order="F")
 
 
+@pytest.fixture
+def in_process(monkeypatch):
+    """Batch jobs run on an in-process Dask cluster (threads), so that monkeypatches reach the tasks."""
+    from distributed import Client, LocalCluster
+
+    import mriae.batch.job
+
+    def start(job: mriae.batch.job.BatchJob) -> Client:
+        return Client(LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                   dashboard_address=mriae.batch.job.DASHBOARD))
+
+    monkeypatch.setattr(mriae.batch.job, "start_client", start)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     """(width, height) from a PNG's IHDR chunk."""
     data = path.read_bytes()[:24]

@@ -58,8 +58,9 @@ def check_outputs(summary, dataset: Path, output: Path) -> None:
     failed = {Path(r.path).name: r.error for r in summary.records if r.status == "failed"}
     assert set(failed) == {"broken.nii.gz", "empty.nii"}
     assert "cannot read image" in failed["broken.nii.gz"]
-    report = json.loads((output / "batch_report.json").read_text())
+    report = json.loads((output.with_name("out.report") / "batch_report.json").read_text())
     assert report["summary"] == {**report["summary"], "files": 23, "done": 21, "failed": 2, "skipped": 0}
+    assert not (output / "batch_report.json").exists() and not (output / ".mriae-batch-state.jsonl").exists()
 
 
 def rerun_does_nothing(job: BatchJob, output: Path) -> None:
@@ -171,7 +172,7 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: 
     command = [sys.executable, "-m", "mriae", "batch", str(dataset), str(output), "--workers", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=as_from_a_terminal)  # noqa: PLW1509 - it only resets SIGINT before exec
-    state = output / ".mriae-batch-state.jsonl"
+    state = tmp_path / "out.report" / ".mriae-batch-state.jsonl"
     deadline = time.time() + 120
     while not (state.is_file() and state.read_text().count("\n") >= 2):
         assert process.poll() is None and time.time() < deadline, "the job did not start"
@@ -181,7 +182,7 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(mni_t1: np.ndarray, tmp_path: 
     assert process.returncode == exit_code, stderr
     assert "Traceback" not in stderr
     assert "(interrupted)" in stdout
-    report = json.loads((output / "batch_report.json").read_text())
+    report = json.loads((tmp_path / "out.report" / "batch_report.json").read_text())
     finished = report["summary"]["done"]
     assert report["summary"]["interrupted"] is True and 2 <= finished < 12
     resumed = run_batch(BatchJob(str(dataset), str(output), workers=1))
@@ -199,3 +200,100 @@ def test_decompress_job_restores_the_tree(dataset: Path, tmp_path: Path):
     assert back.shape == original.shape and np.array_equal(back.affine, original.affine)
     assert back.header.binaryblock == original.header.binaryblock
     assert run_batch(BatchJob(str(packed), str(restored), decompress=True, workers=1)).count("skipped") == 1
+
+
+# --------------------------------------------------------------------------- job file + command line, progress
+
+
+def test_command_line_options_win_over_the_job_file(tmp_path: Path):
+    spec = tmp_path / "jobs" / "job.yaml"
+    spec.parent.mkdir()
+    spec.write_text("inputs: in\noutput: out\nreport: logs\nquality: 3\nworkers: 2\ncopy_other: false\n")
+    job = BatchJob.from_yaml(spec)
+    assert (job.inputs, job.output, job.report_folder) == (
+        str(spec.parent / "in"), str(spec.parent / "out"), spec.parent / "logs")
+    assert dict(job.sources) == dict.fromkeys(("inputs", "output", "report", "quality", "workers", "copy_other"),
+                                              "job file")
+    merged = BatchJob.from_yaml(spec, {"inputs": "elsewhere", "max_error": 2.0, "workers": 1, "copy_other": True})
+    assert (merged.inputs, merged.output, merged.quality, merged.max_error, merged.workers, merged.copy_other) == (
+        "elsewhere", str(spec.parent / "out"), None, 2.0, 1, True)  # one fidelity replaces the file's
+    assert dict(merged.sources) == {
+        "inputs": "command line", "output": "job file", "report": "job file",
+        "quality": "job file, overridden by the command line", "max_error": "command line",
+        "workers": "command line", "copy_other": "command line"}
+    assert merged.unused == []
+    joined = BatchJob.from_yaml(spec, {"scheduler": "tcp://10.0.0.5:8786", "decompress": True})
+    assert joined.unused == ["quality", "workers"]  # recorded in the report, refused from the command line
+    spec.write_text("inputs: in\noutput: out\nsources: {}\n")
+    with pytest.raises(ValueError, match=r"job.yaml: unknown job options \['sources'\]$"):
+        BatchJob.from_yaml(spec)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--decompress", "-q", "3"], "--quality does not apply to a decompress job"),
+    (["--decompress", "--lossless", "--job", "JOB"], "--lossless does not apply to a decompress job"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--threads-per-worker", "2"],
+     "--workers and --threads-per-worker do not apply to a job on a running cluster (it sizes the embedded one)"),
+])
+def test_cli_refuses_options_the_job_would_not_use(tmp_path: Path, monkeypatch, capsys, args, message):
+    from conftest import run_mriae
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text("inputs: in\noutput: out\nquality: 4\n")
+    (tmp_path / "in").mkdir()
+    args = [str(spec) if arg == "JOB" else arg for arg in args]
+    positional = [] if "--job" in args else [str(tmp_path / "in"), str(tmp_path / "out")]
+    assert run_mriae(monkeypatch, capsys, "batch", *positional, *args) == (2, "", f"error: {message}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_job_merge_is_recorded_and_progress_is_printed_without_a_terminal(tmp_path: Path, mni_t1: np.ndarray,
+                                                                            monkeypatch, capsys, in_process):
+    from conftest import run_mriae
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        nib.save(nib.Nifti1Image(anatomy(mni_t1, (16, 18, 12), np.int16, 0, 900), np.eye(4)),
+                 tmp_path / "in" / f"{name}.nii.gz")
+    (tmp_path / "in" / "notes.txt").write_text("kept\n")
+    spec = tmp_path / "job.yaml"
+    spec.write_text("inputs: in\noutput: out\nquality: 3\nworkers: 2\n")
+    code, out, err = run_mriae(monkeypatch, capsys, "batch", "--job", str(spec), "--lossless", "--workers", "1",
+                               "--progress-every", "3", "--report", str(tmp_path / "logs"))
+    assert code == 0, err
+    assert out.splitlines()[1] == f"reports: {tmp_path / 'logs' / 'batch_report.csv'} and .json"
+    lines = err.splitlines()
+    assert lines[0].startswith("dashboard: http://")
+    assert [line.split(" (")[0] for line in lines[1:]] == ["progress: 3/4 files", "progress: 4/4 files"]
+    assert lines[2].startswith("progress: 4/4 files (3 done, 1 copied, 0 skipped, 0 failed), ")
+    settings = json.loads((tmp_path / "logs" / "batch_report.json").read_text())["settings"]
+    assert (settings["signature"], settings["fidelity"], settings["unused"]) == ("compress:lossless", "lossless", [])
+    assert settings["options"] | {"inputs": "", "output": ""} == {
+        "inputs": "", "output": "", "decompress": False, "quality": None, "scheduler": None, "workers": 1,
+        "threads_per_worker": 1, "memory_limit": "4GiB", "force": False, "max_error": None, "lossless": True,
+        "psnr": None, "report": str(tmp_path / "logs"), "copy_other": True}
+    assert settings["sources"] == {
+        "inputs": "job file", "output": "job file", "quality": "job file, overridden by the command line",
+        "workers": "command line", "lossless": "command line", "report": "command line"}
+    assert (tmp_path / "out" / "notes.txt").read_text() == "kept\n"
+
+
+def test_progress_lines_count_files_and_estimate_the_time_left():
+    from mriae.batch.progress import ProgressLines, duration
+    from mriae.batch.task import Record
+
+    now = [100.0]
+    written: list[str] = []
+    progress = ProgressLines(written.append, every=2, clock=lambda: now[0])
+    now[0] = 110.0
+    progress.start()  # the cluster is up: time counts from here
+    for done, status in enumerate(("done", "copied", "failed", "done", "skipped"), start=1):
+        now[0] = 110.0 + 4 * done
+        progress(Record("x", "", status), done, 5)
+    assert written == [
+        "progress: 2/5 files (1 done, 1 copied, 0 skipped, 0 failed), 8s elapsed, ETA 12s",
+        "progress: 4/5 files (2 done, 1 copied, 0 skipped, 1 failed), 16s elapsed, ETA 4s",
+        "progress: 5/5 files (2 done, 1 copied, 1 skipped, 1 failed), 20s elapsed"]
+    assert [duration(s) for s in (0.4, 59.6, 187, 7500)] == ["0s", "1m00s", "3m07s", "2h05m"]
+    with pytest.raises(ValueError, match="every 0 files"):
+        ProgressLines(written.append, every=0)

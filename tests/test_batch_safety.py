@@ -24,17 +24,6 @@ from mriae.batch.task import Settings, run_task
 from mriae.container import pack, unpack
 
 
-@pytest.fixture
-def in_process(monkeypatch):
-    """Jobs run on an in-process Dask cluster (threads), so that monkeypatches reach the tasks."""
-    from distributed import Client, LocalCluster
-
-    def start(job: BatchJob) -> Client:
-        return Client(LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None))
-
-    monkeypatch.setattr(batch_job, "start_client", start)
-
-
 def small_scan(path: Path, mni_t1: np.ndarray, high: float = 1000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(anatomy(mni_t1, (16, 18, 12), np.int16, 0, high), np.eye(4)), path)
@@ -42,7 +31,7 @@ def small_scan(path: Path, mni_t1: np.ndarray, high: float = 1000) -> Path:
 
 
 def report(output: Path) -> dict:
-    return json.loads((output / "batch_report.json").read_text())
+    return json.loads((output.with_name(output.name + ".report") / "batch_report.json").read_text())
 
 
 # --------------------------------------------------------------------------- collisions
@@ -180,7 +169,7 @@ def test_force_is_a_job_yaml_option(tmp_path: Path):
     assert BatchJob.from_yaml(spec).force is True
     spec.write_text("inputs: in\noutput: out\n")
     assert BatchJob.from_yaml(spec).force is False
-    assert BatchJob.from_yaml(spec, force=True).force is True  # --force with --job
+    assert BatchJob.from_yaml(spec, {"force": True}).force is True  # --force with --job
     assert BatchJob("in", "out").force is False
 
 
@@ -251,7 +240,8 @@ def test_a_future_failing_at_the_dask_level_is_that_files_record(tmp_path: Path,
         "a.nii.gz": "done", "b.nii.gz": "failed", "c.nii.gz": "done"}
     assert records["b.nii.gz"].error.startswith(f"{tmp_path / 'in' / 'b.nii.gz'}: KilledWorker: ")
     assert report(output)["summary"] | {"seconds": 0} == {
-        "files": 3, "done": 2, "skipped": 0, "failed": 1, "cancelled": 0, "seconds": 0, "interrupted": False}
+        "files": 3, "done": 2, "skipped": 0, "copied": 0, "failed": 1, "cancelled": 0, "seconds": 0,
+        "interrupted": False}
 
 
 def test_relative_paths_are_resolved_before_they_reach_the_workers(tmp_path: Path, mni_t1: np.ndarray, monkeypatch,
@@ -326,7 +316,7 @@ def test_an_output_logged_after_the_job_started_is_recognised(tmp_path: Path, mn
     source = small_scan(tmp_path / "in" / "x.nii.gz", mni_t1)
     item, settings = Item(source, Path("x.nii.gz")), Settings(tmp_path / "out")
     assert run_task(item, settings).status == "done"
-    state = [json.loads(line) for line in (tmp_path / "out" / ".mriae-batch-state.jsonl").read_text().splitlines()]
+    state = [json.loads(line) for line in (tmp_path / "out.report" / ".mriae-batch-state.jsonl").read_text().splitlines()]
     assert [(entry["path"], entry["status"], entry["settings"]) for entry in state] == [
         (str(source), "done", "compress:q5")]
     again = run_task(item, settings, previous=None)

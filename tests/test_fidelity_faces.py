@@ -359,7 +359,7 @@ def test_batch_settings_carry_the_fidelity_to_every_task(tmp_path: Path):
         assert context_error(data) == 2
         error = np.abs(mriae.decompress(data).array.astype(np.int64) - stored(item.source))
         assert record.max_error == error.max() <= 2
-    state = load_state(settings.output_root)
+    state = load_state(settings.report_folder)
     assert {entry["settings"] for entry in state.values()} == {"compress:e2"}  # the state log records it
 
     again = run_task(items[0], settings, state[str(items[0].source)])
@@ -395,7 +395,7 @@ def test_batch_cli_refuses_conflicts_before_starting_a_cluster(monkeypatch, caps
     assert main(monkeypatch, capsys, "batch", str(tmp_path / "in"), str(out), "--lossless", "--max-error", "1") == (
         2, "", f"error: --max-error and --lossless {ONE_OF}\n")
     spec = tmp_path / "job.yaml"
-    spec.write_text("inputs: in\noutput: out\n")
+    spec.write_text("inputs: in\noutput: out\ndecompress: true\n")  # the command line's fidelity would not be used
     assert main(monkeypatch, capsys, "batch", "--job", str(spec), "--max-error", "1") == (
-        2, "", "error: --job takes its fidelity from the job file (quality, max_error, lossless or psnr)\n")
+        2, "", "error: --max-error does not apply to a decompress job\n")
     assert not out.exists()

@@ -1,5 +1,6 @@
-"""What a batch job works on: a folder (recursive), a glob, or a manifest file; and where
-each result goes, checked before any work: inside the output folder, one output per input.
+"""What a batch job works on: a folder (recursive; with the files it copies verbatim, see
+:mod:`mriae.batch.tree`), a glob, or a manifest file; and where each result goes, checked
+before any work: inside the output folder, one output per input.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from mriae.batch.tree import CODE, COPY, walk
 from mriae.formats import MRIAE_SUFFIX
 from mriae.io.image import file_stem, output_suffix
 
@@ -23,27 +25,30 @@ class BatchInputError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One input file (absolute path) and its path relative to the job's input root (kept in the output tree)."""
+    """One input file (absolute path), its path relative to the job's input root (kept in the
+    output tree), what the job does with it (CODE, COPY, SKIP or FAIL) and why, if it is not
+    coded (its record's reason: a copied image type mriae does not code, a link not followed)."""
 
     source: Path
     relative: Path
+    action: str = CODE
+    reason: str = ""
 
 
-def wanted(path: Path, decompress: bool) -> bool:
-    """True for a file the job works on: .mriae files to decompress, images to compress."""
-    return path.name.endswith(MRIAE_SUFFIX) if decompress else bool(output_suffix(path))
-
-
-def discover(spec: str | Path, decompress: bool = False) -> list[Item]:
-    """Items named by ``spec``: a folder (searched recursively, BIDS trees keep their layout),
-    a glob pattern, or a manifest (.csv with a ``path`` column, or .txt with a path per line).
-    Sources are absolute, so that workers started in another folder find them.
+def discover(spec: str | Path, decompress: bool = False, copy_other: bool = False,
+             exclude: tuple[Path, ...] = ()) -> list[Item]:
+    """Items named by ``spec``: a folder (searched recursively, BIDS trees keep their layout;
+    with ``copy_other`` its other files are copied; folders in ``exclude``, the job's own
+    output inside it, are left out: :func:`mriae.batch.tree.walk`), a glob pattern, or a
+    manifest (.csv with a ``path`` column, or .txt with a path per line). Sources are
+    absolute, so that workers started in another folder find them.
     """
     spec = str(spec)
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and wanted(p, decompress))
-        items = [Item(p, p.relative_to(path)) for p in files]
+        root = path.absolute()
+        items = [Item(file, file.relative_to(root), action, reason)
+                 for file, action, reason in walk(root, decompress, copy_other, exclude)]
     elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         items = _from_manifest(path)
     else:
@@ -52,7 +57,7 @@ def discover(spec: str | Path, decompress: bool = False) -> list[Item]:
             raise FileNotFoundError(f"{spec}: no such folder, manifest or matching files")
         root = _glob_root(spec)
         items = [Item(p, p.relative_to(root) if p.is_relative_to(root) else Path(p.name)) for p in matches]
-    return [Item(item.source.absolute(), item.relative) for item in items]
+    return [Item(item.source.absolute(), item.relative, item.action, item.reason) for item in items]
 
 
 def _glob_root(pattern: str) -> Path:
@@ -94,8 +99,11 @@ def output_path(item: Item, output_root: Path, decompress: bool, restored_suffix
     """Where ``item``'s result goes under ``output_root``, mirroring its relative path.
 
     Decompressing, the restored file is the .mriae name's stem plus ``restored_suffix`` (the
-    image suffix recorded in the file; without it, the path of the stem alone).
+    image suffix recorded in the file; without it, the path of the stem alone). A copied
+    file keeps its name.
     """
+    if item.action == COPY:
+        return output_root / item.relative
     stem = file_stem(item.relative) + (restored_suffix if decompress else MRIAE_SUFFIX)
     return output_root / item.relative.parent / stem
 
@@ -110,10 +118,16 @@ def inside(target: Path, output_root: Path, source: Path) -> Path:
 def check_outputs(items: list[Item], output_root: Path, decompress: bool) -> None:
     """Refuse (BatchInputError) a job in which an output would leave ``output_root`` or two
     inputs would share an output. Decompressing, outputs are compared by stem: the suffix of
-    a restored name is only known from the file, and names differing only in it would confuse.
+    a restored name is only known from the file, and names differing only in it would confuse
+    (so a copied file with an image suffix is compared by its stem too).
     """
-    targets = [(item.source, inside(output_path(item, output_root, decompress), output_root, item.source))
-               for item in items]
+    targets = []
+    for item in items:
+        if item.action in (CODE, COPY):
+            target = inside(output_path(item, output_root, decompress), output_root, item.source)
+            if decompress and item.action == COPY and output_suffix(target):
+                target = target.with_name(file_stem(target))
+            targets.append((item.source, target))
     refuse_shared_outputs(targets, BatchInputError, ".*" if decompress else "")
 
 

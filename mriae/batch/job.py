@@ -2,7 +2,7 @@
 cluster by address. The client checks every output path before any work, submits one
 task per file (each task logs its finished file in the job's state log, so a stopped job
 resumes), collects the records as they finish, and writes the CSV/JSON reports whatever
-happens.
+happens, in the job's report folder (beside the output folder unless the job says).
 """
 
 from __future__ import annotations
@@ -14,19 +14,29 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from mriae.batch.inputs import Item, check_outputs, discover
-from mriae.batch.state import load_state
+from mriae.batch.state import default_report_folder
 from mriae.batch.task import Record, Settings, failure_reason, run_task
+from mriae.batch.tree import CODE, COPY, FAIL
 from mriae.fidelity import Fidelity
 
 REPORT_STEM = "batch_report"
+FIDELITY_KEYS = ("quality", "max_error", "lossless", "psnr")
+LOCAL_CLUSTER_KEYS = ("workers", "threads_per_worker", "memory_limit")
+"""Options that size the embedded cluster only."""
+PATH_KEYS = ("inputs", "output", "report")
+"""Options that a job file gives relative to its own folder."""
+COMMAND_LINE, JOB_FILE, OVERRIDDEN = "command line", "job file", "job file, overridden by the command line"
+"""Where an option of a job came from (:attr:`BatchJob.sources`)."""
+DASHBOARD = "127.0.0.1:0"
+"""Where the embedded cluster serves its dashboard: this machine only, any free port."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,10 @@ class BatchJob:
 
     The fidelity of a compress job is at most one of ``quality`` (None: the default level 5),
     ``max_error``, ``lossless`` and ``psnr`` (see :func:`mriae.compress`); a job asking for two,
-    or a bad value, is refused when it is made (ValueError), before any work.
+    or a bad value, is refused when it is made (ValueError), before any work. ``report``: the
+    folder of the reports and the state log (None: ``OUTPUT.report`` beside the output).
+    ``copy_other``: a folder's other files (sidecars, tables, README) are copied verbatim.
+    ``sources`` records where each option came from (:meth:`from_yaml`; not a YAML key).
     """
 
     inputs: str
@@ -50,6 +63,9 @@ class BatchJob:
     max_error: float | None = None
     lossless: bool = False
     psnr: float | None = None
+    report: str | None = None
+    copy_other: bool = True
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _ = self.fidelity  # refuses conflicting or bad options now
@@ -59,22 +75,45 @@ class BatchJob:
         """What every file is compressed to."""
         return Fidelity.of(self.quality, self.max_error, self.lossless, self.psnr)
 
+    @property
+    def report_folder(self) -> Path:
+        """The absolute folder of the reports and the state log."""
+        return Path(self.report).absolute() if self.report else default_report_folder(Path(self.output).absolute())
+
+    @property
+    def unused(self) -> list[str]:
+        """Options set away from their defaults that this job does not use: a fidelity when
+        it decompresses, the size of the embedded cluster when it joins a scheduler."""
+        keys = FIDELITY_KEYS * self.decompress + LOCAL_CLUSTER_KEYS * bool(self.scheduler)
+        defaults = {option.name: option.default for option in fields(self)}
+        return [key for key in keys if getattr(self, key) != defaults[key]]
+
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, force: bool = False) -> BatchJob:
-        """Load a job spec; relative ``inputs``/``output`` are relative to the YAML file.
-        ``force`` (the command line's ``--force``) forces whatever the file says."""
+    def from_yaml(cls, path: str | os.PathLike, overrides: Mapping[str, object] | None = None) -> BatchJob:
+        """Load a job spec; relative ``inputs``/``output``/``report`` are relative to the YAML
+        file. ``overrides`` (the options given on the command line) win over the file's; one
+        fidelity option among them replaces the file's fidelity. :attr:`sources` records
+        where each option came from, and which of the file's were overridden."""
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a job file holds options (key: value), not a {type(raw).__name__}")  # noqa: TRY004
+        unknown = set(raw) - ({option.name for option in fields(cls)} - {"sources"})
         if unknown:
             raise ValueError(f"{path}: unknown job options {sorted(unknown)}")
         base = Path(path).parent
-        for key in ("inputs", "output"):
-            if key not in raw:
-                raise ValueError(f"{path}: missing '{key}'")
-            if not Path(raw[key]).is_absolute():
+        for key in PATH_KEYS:
+            if raw.get(key) is not None and not Path(raw[key]).is_absolute():
                 raw[key] = str(base / raw[key])
+        overrides = dict(overrides or {})
+        replaced = set(overrides) | (set(FIDELITY_KEYS) if set(FIDELITY_KEYS) & set(overrides) else set())
+        sources = {key: OVERRIDDEN if key in replaced else JOB_FILE for key in raw} | dict.fromkeys(overrides,
+                                                                                                      COMMAND_LINE)
+        options = {key: value for key, value in raw.items() if key not in replaced} | overrides
+        for key in ("inputs", "output"):
+            if key not in options:
+                raise ValueError(f"{path}: missing '{key}'")
         try:
-            return cls(**{**raw, "force": bool(raw.get("force")) or force})
+            return cls(**options, sources=sources)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from error
 
@@ -98,16 +137,16 @@ class Summary:
         before, after = sum(r.input_bytes for r in done), sum(r.output_bytes for r in done)
         ratio = f", {before / after:.1f}× on the files done" if after else ""
         state = " (interrupted)" if self.interrupted else ""
-        cancelled = f", {self.count('cancelled')} cancelled" if self.count("cancelled") else ""
+        others = "".join(f", {self.count(status)} {status}" for status in ("copied", "cancelled") if self.count(status))
         return (
             f"{len(self.records)} files{state}: {self.count('done')} done, {self.count('skipped')} skipped, "
-            f"{self.count('failed')} failed{cancelled} in {self.seconds:.1f} s{ratio}"
+            f"{self.count('failed')} failed{others} in {self.seconds:.1f} s{ratio}"
         )
 
     def add_unfinished(self, items: list[Item], settings: Settings) -> None:
         """A record for every item the client got none for (Ctrl-C, an error of the job):
         the one its task logged in this run if it got that far, else ``cancelled``."""
-        state = load_state(settings.output_root)
+        state = settings.state()
         reported = {r.path for r in self.records}
         reason = "interrupted" if self.interrupted else "the job stopped"
         for item in items:
@@ -129,9 +168,14 @@ def start_client(job: BatchJob):
     workers = job.workers or max(1, (os.cpu_count() or 1) // job.threads_per_worker)
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=job.threads_per_worker, processes=True,
-        memory_limit=job.memory_limit, dashboard_address=None,
+        memory_limit=job.memory_limit, dashboard_address=DASHBOARD,
     )
     return Client(cluster)
+
+
+def dashboard_of(client) -> str:
+    """The address of the dashboard of ``client``'s cluster ('' if it serves none)."""
+    return client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else ""
 
 
 def close_client(client) -> None:
@@ -167,15 +211,18 @@ def ctrl_c_held() -> Iterator[None]:
 def plan(job: BatchJob) -> tuple[list[Item], Settings]:
     """The items of ``job`` and their settings, paths absolute; BatchInputError if two
     inputs would share an output or one would leave the output folder."""
-    output_root = Path(job.output).absolute()
-    items = discover(job.inputs, job.decompress)
+    output_root, report_root = Path(job.output).absolute(), job.report_folder
+    items = discover(job.inputs, job.decompress, job.copy_other, exclude=(output_root, report_root))
     check_outputs(items, output_root, job.decompress)
     return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex,
-                           max_error=job.max_error, lossless=job.lossless, psnr=job.psnr)
+                           max_error=job.max_error, lossless=job.lossless, psnr=job.psnr, report_root=report_root)
 
 
-def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None) -> Summary:
+def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None,
+              on_cluster: Callable[[str], None] | None = None) -> Summary:
     """Run ``job`` to the end (or until Ctrl-C); returns its summary and writes the reports.
+    ``on_record(record, done, total)`` is called as each file finishes, ``on_cluster`` with
+    the address of the cluster's dashboard ('' if none) once the cluster is up.
 
     A job that cannot run as given raises BatchInputError before anything is written. Once
     it runs, the reports are written whatever happens; files without a result (Ctrl-C, or
@@ -184,11 +231,14 @@ def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | Non
     started = time.perf_counter()
     items, settings = plan(job)
     settings.output_root.mkdir(parents=True, exist_ok=True)
+    settings.report_folder.mkdir(parents=True, exist_ok=True)
     summary = Summary()
     client = None
     try:
         with ctrl_c_held():
             client = start_client(job)
+        if on_cluster:
+            on_cluster(dashboard_of(client))
         collect(client, items, settings, summary, on_record)
     except KeyboardInterrupt as interrupt:
         summary.interrupted = True
@@ -196,7 +246,7 @@ def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | Non
     finally:
         summary.add_unfinished(items, settings)
         summary.seconds = time.perf_counter() - started
-        write_reports(summary, settings.output_root, settings)
+        write_reports(summary, settings.report_folder, settings, job)
         if client is not None:
             close_client(client)
     return summary
@@ -204,23 +254,31 @@ def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | Non
 
 def collect(client, items: list[Item], settings: Settings, summary: Summary,
             on_record: Callable[[Record, int, int], None] | None) -> None:
-    """Submit one task per item (with its entry in the state log) and add each record to
-    ``summary`` as it finishes. A future that fails at the Dask level (a worker killed too
+    """Submit one task per item to code or copy (with its entry in the state log) and add
+    each record to ``summary`` as it finishes; items only reported (skipped or failed
+    with their reason) come first. A future that fails at the Dask level (a worker killed too
     often, a cancelled task) gives its file a failed record; on Ctrl-C the remaining tasks
     are cancelled."""
     from distributed import as_completed
 
-    state = load_state(settings.output_root)
+    def add(record: Record) -> None:
+        summary.records.append(record)
+        if on_record:
+            on_record(record, len(summary.records), len(items))
+
+    state = settings.state()
     futures = {
         client.submit(run_task, item, settings, state.get(str(item.source)), key=f"mriae-{index}-{item.relative}",
                       pure=False): item
-        for index, item in enumerate(items)
+        for index, item in enumerate(items) if item.action in (CODE, COPY)
     }
+    for item in items:
+        if item.action not in (CODE, COPY):
+            add(Record(str(item.source), "", "failed" if item.action == FAIL else "skipped",
+                       error=f"{item.source}: {item.reason}"))
     try:
         for future in as_completed(futures):
-            summary.records.append(result_of(future, futures[future]))
-            if on_record:
-                on_record(summary.records[-1], len(summary.records), len(items))
+            add(result_of(future, futures[future]))
     except KeyboardInterrupt:
         client.cancel(list(futures))
         raise
@@ -234,13 +292,13 @@ def result_of(future, item: Item) -> Record:
         return Record(str(item.source), "", "failed", error=failure_reason(error, item.source))
 
 
-def write_reports(summary: Summary, output_root: Path, settings: Settings | None = None) -> None:
+def write_reports(summary: Summary, folder: Path, settings: Settings | None = None, job: BatchJob | None = None) -> None:
     """``batch_report.csv`` and ``batch_report.json`` (records + summary, and the job's
-    settings: ``settings`` as the state log signs its entries, ``fidelity`` in words) in
-    ``output_root``."""
+    settings: ``settings`` as the state log signs its entries, ``fidelity`` in words; with
+    ``job``, its options, where each came from, and those it does not use) in ``folder``."""
     rows = sorted((r.to_dict() for r in summary.records), key=lambda r: r["path"])
     columns = list(Record.__dataclass_fields__)
-    with (output_root / f"{REPORT_STEM}.csv").open("w", newline="") as stream:
+    with (folder / f"{REPORT_STEM}.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -249,14 +307,25 @@ def write_reports(summary: Summary, output_root: Path, settings: Settings | None
             "files": len(summary.records),
             "done": summary.count("done"),
             "skipped": summary.count("skipped"),
+            "copied": summary.count("copied"),
             "failed": summary.count("failed"),
             "cancelled": summary.count("cancelled"),
             "seconds": round(summary.seconds, 3),
             "interrupted": summary.interrupted,
         },
         **({"settings": {"signature": settings.signature,
-                         "fidelity": "decompress" if settings.decompress else str(settings.fidelity)}}
+                         "fidelity": "decompress" if settings.decompress else str(settings.fidelity),
+                         **(job_settings(job) if job is not None else {})}}
            if settings is not None else {}),
         "files": rows,
     }
-    (output_root / f"{REPORT_STEM}.json").write_text(json.dumps(report, indent=2))
+    (folder / f"{REPORT_STEM}.json").write_text(json.dumps(report, indent=2))
+
+
+def job_settings(job: BatchJob) -> dict:
+    """The options of ``job`` as the JSON report records them: their values (the output and
+    report folders absolute), where each came from (``sources``: the command line or the job
+    file, and the file's that the command line overrode) and those it does not use (``unused``)."""
+    options = {option.name: getattr(job, option.name) for option in fields(job) if option.name != "sources"}
+    options |= {"output": str(Path(job.output).absolute()), "report": str(job.report_folder)}
+    return {"options": options, "sources": dict(job.sources), "unused": job.unused}

@@ -1,7 +1,8 @@
 """The unit of work of a batch job: one file, run on a Dask worker (or anywhere).
 
-A task never raises for a failure of its file, whatever the exception (a corrupt scan, a
-MemoryError, a RuntimeError from torch): it returns a record with ``status="failed"`` and
+A file is compressed (or decompressed), or copied verbatim (a sidecar). A task never raises
+for a failure of its file, whatever the exception (a corrupt scan, a MemoryError, a
+RuntimeError from torch): it returns a record with ``status="failed"`` and
 the one-line reason, so that one file never stops the job and is not retried. Only
 ``KeyboardInterrupt``/``SystemExit`` pass through.
 """
@@ -9,16 +10,23 @@ the one-line reason, so that one file never stops the job and is not retried. On
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mriae import api
 from mriae.batch.inputs import Item, inside, output_path
-from mriae.batch.state import append_state, load_state
+from mriae.batch.state import append_state, default_report_folder, load_state
+from mriae.batch.tree import COPY
 from mriae.fidelity import Fidelity
 from mriae.formats import restored_suffix
 from mriae.header import read_header
+from mriae.io.atomic import check_targets, staging_folder
+from mriae.io.image import file_stem, names_a_label_map
+
+COPY_SIGNATURE = "copy"
+"""How the state log signs a file copied verbatim."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,8 @@ class Settings:
     """What every task of a job shares. ``output_root`` is absolute; ``force`` lets a task
     replace an output this job did not make; ``run`` tells this run's state entries apart.
     The fidelity is at most one of ``quality`` (None: the default level), ``max_error``,
-    ``lossless`` and ``psnr``, as in :func:`mriae.compress`."""
+    ``lossless`` and ``psnr``, as in :func:`mriae.compress`. ``report_root`` (absolute) holds
+    the state log and the reports; None: beside the output folder (:func:`default_report_folder`)."""
 
     output_root: Path
     decompress: bool = False
@@ -36,6 +45,17 @@ class Settings:
     max_error: float | None = None
     lossless: bool = False
     psnr: float | None = None
+    report_root: Path | None = None
+
+    @property
+    def report_folder(self) -> Path:
+        """Where the state log and the reports go."""
+        return self.report_root or default_report_folder(self.output_root)
+
+    def state(self) -> dict[str, dict]:
+        """The job's state log, as it is now (with the entries an earlier version of mriae
+        logged inside the output folder, :func:`load_state`)."""
+        return load_state(self.output_root, self.report_folder)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -65,6 +85,9 @@ class Record:
     """Largest absolute voxel difference measured, in stored units (compressing)."""
     coder: str = ""
     """What coded the file: ``network``, ``context`` or ``exact`` (compressing)."""
+    fidelity: str = ""
+    """What the file was compressed to (``q5``, ``lossless``…): the job's fidelity, or
+    ``lossless`` for a mask or label image (:func:`file_fidelity`)."""
     seconds: float = 0.0
     worker: str = ""
     source_sha256: str = ""
@@ -106,23 +129,46 @@ def failure_reason(error: BaseException, source: Path) -> str:
     return message if str(source) in message else f"{source}: {message}"
 
 
-def made_by_this_job(previous: dict | None, target: Path, settings: Settings) -> bool:
+def file_fidelity(path: Path, fidelity: Fidelity) -> Fidelity:
+    """What ``path`` is compressed to: lossless for a mask or label image by its name (BIDS
+    ``_mask``, ``_dseg``, ``_probseg``, FreeSurfer ``aseg``…), which is never degraded
+    (integer ones are then stored exactly); the job's ``fidelity`` for any other file."""
+    never_degraded = names_a_label_map(path) or file_stem(path).lower().endswith("_probseg")
+    return Fidelity.of(lossless=True) if never_degraded else fidelity
+
+
+def made_by_this_job(previous: dict | None, target: Path, signature: str) -> bool:
     """True if ``previous`` (this file's entry in the job's state log) made ``target`` with
-    these settings and it is still there unchanged (by checksum)."""
+    the settings ``signature`` and it is still there unchanged (by checksum)."""
     return bool(
         previous
-        and previous.get("settings") == settings.signature
+        and previous.get("settings") == signature
         and target.is_file()
         and sha256_of(target) == previous.get("output_sha256")
     )
 
 
+def entry_of_output(item: Item, settings: Settings, previous: dict | None, target: Path,
+                    signature: str) -> dict | None:
+    """This file's state entry if this job made ``target`` (with ``signature``, unchanged
+    since), else None. ``previous`` is the entry when the job started; for an output it does
+    not vouch for, the state log is read again (the output may come from an attempt the
+    client never heard of: a task that finished after Ctrl-C, a worker lost after its write)."""
+    if made_by_this_job(previous, target, signature):
+        return previous
+    if target.exists():
+        previous = settings.state().get(str(item.source))
+        if made_by_this_job(previous, target, signature):
+            return previous
+    return None
+
+
 def run_task(item: Item, settings: Settings, previous: dict | None = None) -> Record:
-    """Compress (or decompress) one file into the output tree; never raises for a failure of its file."""
+    """Compress (or decompress, or copy) one file into the output tree; never raises for a failure of its file."""
     started = time.perf_counter()
     record = Record(str(item.source), "", "failed", worker=worker_name())
     try:
-        _process(item, settings, previous, record)
+        (_copy if item.action == COPY else _process)(item, settings, previous, record)
     except Exception as error:  # noqa: BLE001 - whatever went wrong is this file's failure
         record.error = failure_reason(error, item.source)
     finally:
@@ -134,11 +180,9 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
     """The work of :func:`run_task`, filling ``record``.
 
     An output whose input (by checksum) and settings are unchanged since this job made it
-    is skipped; an output this job made is replaced when its input changed; any other
-    existing output is replaced only with ``settings.force``. ``previous`` is this file's
-    state entry when the job started; for an output it does not vouch for, the state log
-    is read again (the output may come from an attempt the client never heard of: a task
-    that finished after Ctrl-C, a worker lost after its write).
+    is skipped (unless it is a mask or label image an earlier version coded with errors);
+    an output this job made is replaced when its input changed; any other existing output
+    is replaced only with ``settings.force``.
     """
     record.input_bytes = item.source.stat().st_size
     record.source_sha256 = sha256_of(item.source)
@@ -147,28 +191,61 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
     target = inside(output_path(item, settings.output_root, settings.decompress, suffix), settings.output_root,
                     item.source)
     record.output = str(target)
-    ours = made_by_this_job(previous, target, settings)
-    if not ours and target.exists():
-        previous = load_state(settings.output_root).get(str(item.source))
-        ours = made_by_this_job(previous, target, settings)
-    if ours and previous["source_sha256"] == record.source_sha256:
+    fidelity = None if settings.decompress else file_fidelity(item.source, settings.fidelity)
+    previous = entry_of_output(item, settings, previous, target, settings.signature)
+    if previous and previous["source_sha256"] == record.source_sha256 and _same_fidelity(previous, fidelity):
         record.status = "skipped"
         record.output_sha256 = previous["output_sha256"]
         record.output_bytes = target.stat().st_size
         record.bits_per_voxel, record.psnr = previous.get("bits_per_voxel"), previous.get("psnr")
         record.max_error, record.coder = previous.get("max_error"), previous.get("coder", "")
+        record.fidelity = previous.get("fidelity", "")
         return
-    replace = ours or settings.force  # otherwise the API refuses an existing output before any work
-    if settings.decompress:
+    replace = bool(previous) or settings.force  # otherwise the API refuses an existing output before any work
+    if fidelity is None:
         api.decompress(data, target, force=replace)
     else:
-        fidelity = settings.fidelity
         _, stats = api.compress(item.source, target, quality=fidelity.quality, max_error=fidelity.max_error,
                                 lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace)
-        record.coder, record.max_error = stats.coder, stats.max_error
+        record.coder, record.max_error, record.fidelity = stats.coder, stats.max_error, fidelity.name
         record.bits_per_voxel = stats.bits_per_voxel
         record.psnr = stats.psnr if stats.psnr != float("inf") else None
     record.output_bytes = target.stat().st_size
     record.output_sha256 = sha256_of(target)
     record.status = "done"
-    append_state(settings.output_root, {**record.to_dict(), "settings": settings.signature, "run": settings.run})
+    append_state(settings.report_folder, {**record.to_dict(), "settings": settings.signature, "run": settings.run})
+
+
+def _same_fidelity(entry: dict, fidelity: Fidelity | None) -> bool:
+    """True if the output ``entry`` logs was made at ``fidelity`` (None: decompressing). An
+    entry of an earlier version, without its fidelity, was made at the job's, which is
+    ``fidelity`` unless the file is a mask or label image: then it must have no error."""
+    if fidelity is None:
+        return True
+    if "fidelity" in entry:
+        return entry["fidelity"] == fidelity.name
+    return not (fidelity.lossless and entry.get("max_error"))
+
+
+def _copy(item: Item, settings: Settings, previous: dict | None, record: Record) -> None:
+    """Copy ``item`` byte for byte to its place in the output tree, filling ``record``
+    (``copied``; ``skipped`` if an identical file is there already, and, with its reason, for
+    an image type mriae does not code). An existing different file is replaced only if this
+    job copied it there or with ``settings.force``. The copy is staged beside the target and
+    checked against the source's checksum before it moves into place."""
+    record.input_bytes = record.output_bytes = item.source.stat().st_size
+    record.source_sha256 = record.output_sha256 = sha256_of(item.source)
+    target = inside(settings.output_root / item.relative, settings.output_root, item.source)
+    record.output = str(target)
+    there = target.is_file() and not target.is_symlink() and sha256_of(target) == record.source_sha256
+    if not there:
+        replace = bool(entry_of_output(item, settings, previous, target, COPY_SIGNATURE)) or settings.force
+        check_targets([target], replace)
+        with staging_folder(target.parent, replace) as scratch:
+            shutil.copyfile(item.source, scratch / target.name)
+            if sha256_of(scratch / target.name) != record.source_sha256:
+                raise OSError(f"{item.source}: it changed while it was copied")
+    record.status = "skipped" if there or item.reason else "copied"
+    record.error = f"{item.source}: {item.reason}" if item.reason else ""
+    if not there:
+        append_state(settings.report_folder, {**record.to_dict(), "settings": COPY_SIGNATURE, "run": settings.run})

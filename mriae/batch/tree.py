@@ -1,0 +1,128 @@
+"""What a batch job does with each file of an input folder: code it, copy it verbatim (a
+BIDS dataset's sidecars, tables, README, and image types mriae does not code), or only
+report it, with the reason.
+
+Symbolic links are followed only to files inside the folder: a link leading out of it, a
+broken link and a link to a folder are reported, never followed. Version-control folders
+(``.git``…), mriae's own files (a job's state log and reports, scratch folders left by a
+killed job) and the job's own output and report folders (when they lie inside the input)
+are left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from mriae.batch.state import STATE_FILE
+from mriae.formats import MRIAE_SUFFIX
+from mriae.io.atomic import STAGING_PREFIX
+from mriae.io.image import output_suffix
+
+CODE, COPY, SKIP, FAIL = "code", "copy", "skip", "fail"
+"""What a job does with a file: (de)compress it, copy it verbatim, or only report it
+(``skipped`` or ``failed``, with its reason)."""
+
+VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
+REPORT_NAMES = frozenset({"batch_report.csv", "batch_report.json"})
+"""Reports that jobs of earlier versions wrote at the top of their output folder."""
+
+UNCODED_SUFFIXES = {
+    ".gii": "a GIFTI surface file",
+    ".tck": "MRtrix streamlines",
+    ".trk": "TrackVis streamlines",
+    **{f".{kind}.nii": "a CIFTI-2 file" for kind in (
+        "dconn", "dtseries", "dscalar", "dlabel", "dpconn", "pconnseries", "pconnscalar", "pconn", "ptseries",
+        "pscalar", "pdconn", "dfan", "fiberTEMP")},
+}
+"""Image types mriae knows but does not code, by suffix."""
+
+
+def refusal(path: Path) -> str | None:
+    """Why mriae does not code ``path``, a file of an image type it knows but cannot code
+    (None for any other file). The one place a batch job asks; it can defer to
+    ``mriae.formats.refusal`` once the readers know these types."""
+    name = path.name.lower()
+    kind = next((words for suffix, words in UNCODED_SUFFIXES.items() if name.endswith(suffix.lower())), None)
+    return f"{kind}, which mriae does not code" if kind else None
+
+
+def coded(path: Path, decompress: bool) -> bool:
+    """True for a file the job codes: a .mriae file to decompress, an image to compress."""
+    if decompress:
+        return path.name.endswith(MRIAE_SUFFIX)
+    return bool(output_suffix(path)) and refusal(path) is None
+
+
+def walk(root: Path, decompress: bool, copy_other: bool,
+         exclude: tuple[Path, ...] = ()) -> list[tuple[Path, str, str]]:
+    """(path, action, reason) of every file under the absolute folder ``root`` the job deals
+    with, sorted: the files it codes; with ``copy_other`` every other file (and what it leaves
+    out, with the reason); without, image types it does not code (skipped). Folders in
+    ``exclude`` (inside ``root``) are not searched."""
+    excluded = {os.path.normpath(folder) for folder in exclude}
+    found = sorted(_walk(root, root.resolve(), decompress, copy_other, excluded))
+    return [(root / relative, action, reason) for relative, action, reason in found]
+
+
+def _walk(root: Path, real_root: Path, decompress: bool, copy_other: bool,
+          excluded: set[str]) -> Iterator[tuple[Path, str, str]]:
+    """(relative path, action, reason) of what :func:`walk` finds, in any order."""
+    for folder, folders, files in os.walk(root):
+        here = Path(folder)
+        for name in list(folders):
+            path = here / name
+            if os.path.normpath(path) in excluded:
+                folders.remove(name)
+                continue
+            outcome = _folder(path, real_root)
+            if outcome is not None:
+                folders.remove(name)
+                if copy_other:
+                    yield (path.relative_to(root), *outcome)
+        for name in files:
+            path = here / name
+            outcome = _file(path, path.relative_to(root), real_root, decompress, copy_other)
+            if outcome is not None:
+                yield (path.relative_to(root), *outcome)
+
+
+def _folder(path: Path, real_root: Path) -> tuple[str, str] | None:
+    """What becomes of a folder the walk does not enter (None: the walk enters it)."""
+    if path.name in VCS_FOLDERS:
+        return SKIP, "a version-control folder, not copied"
+    if path.name.startswith(STAGING_PREFIX):
+        return SKIP, "a scratch folder left by mriae, not copied"
+    if path.is_symlink():
+        return _link_problem(path, real_root) or (SKIP, "a symbolic link to a folder, not followed")
+    return None
+
+
+def _file(path: Path, relative: Path, real_root: Path, decompress: bool,
+          copy_other: bool) -> tuple[str, str] | None:
+    """What becomes of a file (None: the job does not deal with it)."""
+    uncoded = None if decompress else refusal(path)
+    if not (copy_other or uncoded or coded(path, decompress)):
+        return None
+    if path.name == STATE_FILE or path.name.startswith(STAGING_PREFIX) or (
+            len(relative.parts) == 1 and path.name in REPORT_NAMES):
+        return SKIP, "a batch job's state, report or scratch file, not copied"
+    problem = _link_problem(path, real_root) if path.is_symlink() else None
+    if problem:
+        return problem
+    if not path.is_file():
+        return FAIL, "not a regular file, not copied"
+    if uncoded:
+        return (COPY, f"{uncoded} (copied unchanged)") if copy_other else (SKIP, f"{uncoded} (not copied)")
+    return (CODE, "") if coded(path, decompress) else (COPY, "")
+
+
+def _link_problem(path: Path, real_root: Path) -> tuple[str, str] | None:
+    """FAIL and why for a symbolic link that is broken or leads out of the input folder."""
+    target = path.resolve()
+    if not target.exists():
+        return FAIL, f"a broken symbolic link (to {target}), not followed"
+    if not target.is_relative_to(real_root):
+        return FAIL, f"a symbolic link to {target}, outside the input folder, not followed"
+    return None
