@@ -147,9 +147,11 @@ def test_what_a_folder_walk_codes_copies_and_leaves_out(tmp_path: Path):
     for name in ("sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_T1w.json", "README",
                  "sub-01/func/sub-01_task-rest_bold.dtseries.nii", "sub-01/anat/sub-01_hemi-L_pial.surf.gii",
                  ".git/config", ".git/annex/objects/x.nii.gz", ".mriae-1a2b3c/half-written.mriae",
-                 STATE_FILE, "batch_report.json", "derivatives/mriae/sub-01_T1w.mriae", "elsewhere.json"):
+                 STATE_FILE, "batch_report.json", "derivatives/mriae/sub-01_T1w.mriae", "elsewhere.json",
+                 "pair/a.hdr", "pair/a.img", "pair/b.mhd", "pair/b.raw", "pair/orphan.img"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"not read")
+    (root / "pair" / "b.mhd").write_bytes(b"ObjectType = Image\nElementDataFile = b.raw\n")
     outside.mkdir()
     (outside / "secret.json").write_bytes(b"not copied")
     (root / "link.json").symlink_to("README")
@@ -169,19 +171,25 @@ def test_what_a_folder_walk_codes_copies_and_leaves_out(tmp_path: Path):
                                 "not followed")),
         ("gone.nii.gz", "fail", f"a broken symbolic link (to {root / 'missing.nii.gz'}), not followed"),
         ("link.json", "copy", ""),
+        ("pair/a.hdr", "code", ""),  # with its a.img, as b.mhd with b.raw: neither data file is copied
+        ("pair/b.mhd", "code", ""),
+        ("pair/orphan.img", "copy", "the voxel file of an Analyze/NIfTI pair: give its header (.hdr) (copied unchanged)"),
         ("sub-01/anat/sub-01_T1w.json", "copy", ""),
         ("sub-01/anat/sub-01_T1w.nii.gz", "code", ""),
         ("sub-01/anat/sub-01_hemi-L_pial.surf.gii", "copy",
-         "a GIFTI surface file, which mriae does not code (copied unchanged)"),
+         "GIFTI surface data is not supported (mriae codes volumes) (copied unchanged)"),
         ("sub-01/func/sub-01_task-rest_bold.dtseries.nii", "copy",
-         "a CIFTI-2 file, which mriae does not code (copied unchanged)")]
+         "CIFTI-2 (surface/grayordinate data) is not supported (copied unchanged)")]
     assert all(item.source == root / item.relative for item in found)
     assert [(item.relative.as_posix(), item.action, item.reason) for item in discover(root)] == [
         ("gone.nii.gz", "fail", f"a broken symbolic link (to {root / 'missing.nii.gz'}), not followed"),
+        ("pair/a.hdr", "code", ""),
+        ("pair/b.mhd", "code", ""),
+        ("pair/orphan.img", "skip", "the voxel file of an Analyze/NIfTI pair: give its header (.hdr) (not copied)"),
         ("sub-01/anat/sub-01_T1w.nii.gz", "code", ""),
-        ("sub-01/anat/sub-01_hemi-L_pial.surf.gii", "skip", "a GIFTI surface file, which mriae does not code (not copied)"),
+        ("sub-01/anat/sub-01_hemi-L_pial.surf.gii", "skip", "GIFTI surface data is not supported (mriae codes volumes) (not copied)"),
         ("sub-01/func/sub-01_task-rest_bold.dtseries.nii", "skip",
-         "a CIFTI-2 file, which mriae does not code (not copied)")]
+         "CIFTI-2 (surface/grayordinate data) is not supported (not copied)")]
 
 
 def test_a_link_followed_inside_the_tree_is_copied_as_a_file_and_one_leaving_it_fails(tmp_path: Path, in_process):

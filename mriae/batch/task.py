@@ -23,7 +23,7 @@ from mriae.fidelity import Fidelity
 from mriae.formats import restored_suffix
 from mriae.header import read_header
 from mriae.io.atomic import check_targets, staging_folder
-from mriae.io.image import file_stem, names_a_label_map
+from mriae.io.image import file_stem, names_a_label_map, source_files
 
 COPY_SIGNATURE = "copy"
 """How the state log signs a file copied verbatim."""
@@ -102,11 +102,13 @@ class Record:
         return cls(**{name: entry[name] for name in cls.__dataclass_fields__ if name in entry})
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(*paths: Path) -> str:
+    """SHA-256 of the files ``paths`` one after the other (an image pair's header and data)."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -184,8 +186,9 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
     an output this job made is replaced when its input changed; any other existing output
     is replaced only with ``settings.force``.
     """
-    record.input_bytes = item.source.stat().st_size
-    record.source_sha256 = sha256_of(item.source)
+    sources = [item.source] if settings.decompress else source_files(item.source)
+    record.input_bytes = sum(source.stat().st_size for source in sources)
+    record.source_sha256 = sha256_of(*sources)
     data = api.read_mriae(item.source) if settings.decompress else b""
     suffix = restored_suffix(read_header(data).image.suffix)[0] if settings.decompress else ""
     target = inside(output_path(item, settings.output_root, settings.decompress, suffix), settings.output_root,

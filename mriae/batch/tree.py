@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mriae.batch.state import STATE_FILE
-from mriae.formats import MRIAE_SUFFIX
+from mriae.formats import MRIAE_SUFFIX, refusal
 from mriae.io.atomic import STAGING_PREFIX
-from mriae.io.image import output_suffix
+from mriae.io.image import output_suffix, source_files
 
 CODE, COPY, SKIP, FAIL = "code", "copy", "skip", "fail"
 """What a job does with a file: (de)compress it, copy it verbatim, or only report it
@@ -27,25 +27,6 @@ CODE, COPY, SKIP, FAIL = "code", "copy", "skip", "fail"
 VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
 REPORT_NAMES = frozenset({"batch_report.csv", "batch_report.json"})
 """Reports that jobs of earlier versions wrote at the top of their output folder."""
-
-UNCODED_SUFFIXES = {
-    ".gii": "a GIFTI surface file",
-    ".tck": "MRtrix streamlines",
-    ".trk": "TrackVis streamlines",
-    **{f".{kind}.nii": "a CIFTI-2 file" for kind in (
-        "dconn", "dtseries", "dscalar", "dlabel", "dpconn", "pconnseries", "pconnscalar", "pconn", "ptseries",
-        "pscalar", "pdconn", "dfan", "fiberTEMP")},
-}
-"""Image types mriae knows but does not code, by suffix."""
-
-
-def refusal(path: Path) -> str | None:
-    """Why mriae does not code ``path``, a file of an image type it knows but cannot code
-    (None for any other file). The one place a batch job asks; it can defer to
-    ``mriae.formats.refusal`` once the readers know these types."""
-    name = path.name.lower()
-    kind = next((words for suffix, words in UNCODED_SUFFIXES.items() if name.endswith(suffix.lower())), None)
-    return f"{kind}, which mriae does not code" if kind else None
 
 
 def coded(path: Path, decompress: bool) -> bool:
@@ -81,7 +62,11 @@ def _walk(root: Path, real_root: Path, decompress: bool, copy_other: bool,
                 folders.remove(name)
                 if copy_other:
                     yield (path.relative_to(root), *outcome)
+        belonging = set() if decompress else {
+            data.name for name in files for data in source_files(here / name)[1:] if coded(here / name, decompress)}
         for name in files:
+            if name in belonging:  # the data file of a coded pair (x.img of x.hdr, x.raw of x.mhd)
+                continue
             path = here / name
             outcome = _file(path, path.relative_to(root), real_root, decompress, copy_other)
             if outcome is not None:

@@ -138,10 +138,29 @@ def voxel_file(path: Path) -> Path | None:
 
 
 def source_files(path: str | os.PathLike) -> list[Path]:
-    """The files an image is read from: ``path``, and its :func:`voxel_file` if there is one."""
+    """The files an image is read from: ``path``, and its :func:`voxel_file` or the data file
+    its detached NRRD/MetaImage header names, if there is one."""
     path = Path(path)
-    data = voxel_file(path)
+    data = voxel_file(path) or _itk_data_file(path)
     return [path, data] if data is not None and data.is_file() else [path]
+
+
+_ITK_DATA_FILE = {".mhd": re.compile(rb"^\s*ElementDataFile\s*=\s*(\S[^\r\n]*?)\s*$", re.M),
+                  ".nhdr": re.compile(rb"^\s*data ?file\s*:\s*(\S[^\r\n]*?)\s*$", re.M)}
+
+
+def _itk_data_file(path: Path) -> Path | None:
+    """The data file beside the detached header ``path`` (.mhd, .nhdr) that it names (None
+    if it names none there: LIST, a pattern, another folder, LOCAL)."""
+    pattern = _ITK_DATA_FILE.get(output_suffix(path))
+    if pattern is None or not path.is_file():
+        return None
+    with open(path, "rb") as stream:
+        found = pattern.search(stream.read(1 << 16))
+    name = found.group(1).decode("utf-8", "replace") if found else ""
+    if not name or "/" in name or "\\" in name or " " in name or name in ("LIST", "LOCAL"):
+        return None
+    return path.with_name(name)
 
 
 def check_voxel_file(path: Path) -> None:
