@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mriae.formats import NIFTI_SUFFIXES, SUFFIXES
+from mriae.extras import require
+from mriae.formats import ITK_SUFFIXES, NIFTI_SUFFIXES, SUFFIXES
 from mriae.io.atomic import check_targets, staging_folder
 from mriae.limits import LimitError, Limits
 
@@ -89,7 +90,7 @@ def file_stem(path: str | os.PathLike) -> str:
 def image_files(path: str | os.PathLike) -> list[Path]:
     """The files :func:`write_image` makes for ``path``: ``path``, and for a MetaImage or
     detached NRRD header (.mhd, .nhdr) first the data file NAME.raw beside it; ImageError if
-    ``path`` is not of an image type.
+    ``path`` is not of an image type, MissingExtra if it needs SimpleITK and that is not installed.
 
     Those pairs are written uncompressed; SimpleITK names their data files NAME.raw
     (compressed it would write NAME.zraw for .mhd and NAME.raw.gz for .nhdr).
@@ -98,13 +99,15 @@ def image_files(path: str | os.PathLike) -> list[Path]:
     suffix = output_suffix(path)
     if not suffix:
         raise ImageError(f"{path}: unsupported output type (expected one of {', '.join(SUFFIXES)})")
+    _require_itk(path, suffix)
     if suffix not in PAIR_SUFFIXES:
         return [path]
     return [path.with_name(file_stem(path) + ".raw"), path]
 
 
 def read_image(path: str | os.PathLike) -> Image:
-    """Read an image file; raises ImageError with a one-line reason on any failure.
+    """Read an image file; raises ImageError with a one-line reason on any failure
+    (MissingExtra for an NRRD/MetaImage file without SimpleITK installed).
 
     A header that claims more voxels than :class:`~mriae.limits.Limits` allow, or more bytes
     than the file holds, is refused before its voxels are allocated.
@@ -117,6 +120,7 @@ def read_image(path: str | os.PathLike) -> Image:
         raise ImageError(f"{path}: not a regular file")
     if not suffix:
         raise ImageError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+    _require_itk(path, suffix)
     try:
         image = _read_nifti(path, suffix) if suffix in NIFTI_SUFFIXES else _read_itk(path, suffix)
     except ImageError:
@@ -132,6 +136,12 @@ def read_image(path: str | os.PathLike) -> Image:
     if image.array.dtype.kind not in "iuf":
         raise ImageError(f"{path}: unsupported voxel type {image.array.dtype}")
     return image
+
+
+def _require_itk(path: Path, suffix: str) -> None:
+    """MissingExtra, naming ``path``, if its type needs SimpleITK and that is not installed."""
+    if suffix in ITK_SUFFIXES:
+        require("itk", f"{path}: NRRD/MetaImage support")
 
 
 def one_line(error: BaseException) -> str:
