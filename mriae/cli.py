@@ -33,6 +33,7 @@ try:  # Ctrl-C while the modules load ends like any interrupt
 
     from mriae import api
     from mriae.container import ContainerError
+    from mriae.extras import MissingExtra
     from mriae.fidelity import DEFAULT_QUALITY, Fidelity
     from mriae.formats import MRIAE_SUFFIX, cannot_write, restored_suffix
     from mriae.header import Header, read_header
@@ -50,9 +51,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
 console = Console(stderr=True)
-EXPECTED_ERRORS = (ImageError, ContainerError, OSError, ValueError, KeyError)
-"""Failures of the input or the environment (CodecError is a ValueError), reported as they
-are; anything else is an internal error."""
+EXPECTED_ERRORS = (ImageError, ContainerError, OSError, ValueError, KeyError, MissingExtra)
+"""Failures of the input or the environment (CodecError is a ValueError; MissingExtra: an
+optional dependency not installed), reported as they are; anything else is an internal error."""
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
@@ -71,8 +72,9 @@ class UsageError(ValueError):
     """A problem with the command line itself (exit code 2)."""
 
 
-NAMES_ITS_FILE = (FileExistsError, UnwritableOutput, UsageError)
-"""Errors whose message names the file it is about: not prefixed with the input's name."""
+NAMES_ITS_FILE = (FileExistsError, UnwritableOutput, UsageError, MissingExtra)
+"""Errors whose message names the file it is about (a MissingExtra names the file that needs
+the extra, if one does): not prefixed with the input's name."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -820,6 +822,9 @@ def main() -> None:
     with signals_raised():
         try:
             code = app(prog_name="mriae", standalone_mode=False)
+        except MissingExtra as error:  # a command whose own modules need an extra (batch, evaluate, train)
+            complain(str(error))
+            code = 1
         except typer.TyperException as error:  # a bad command line, found while parsing it
             message = " ".join(error.format_message().split())
             if message:  # empty for a bare `mriae`, whose help is shown already

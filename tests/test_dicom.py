@@ -8,6 +8,7 @@ Every series is written here by SimpleITK/GDCM from a crop of the sample volume:
 from __future__ import annotations
 
 import json
+import locale
 from pathlib import Path
 
 import nibabel as nib
@@ -104,6 +105,22 @@ def pixel_data(path: Path, count: int) -> bytes:
     raw = path.read_bytes()
     assert b"\xe0\x7f\x10\x00" in (raw[-count - 8 : -count - 4], raw[-count - 12 : -count - 8])
     return raw[-count:]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def locale_restored():
+    """GDCM sets the C locale to "C" when SimpleITK writes or reads the test series; the
+    tests after this module (subprocesses decoding their output as text) need it back."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
+
+
+def test_reading_a_series_leaves_the_process_locale_as_it_was(tmp_path, volume):
+    folder = write_series(tmp_path / "T1", volume)
+    before = locale.setlocale(locale.LC_ALL, "C.UTF-8")
+    read_series(folder)
+    assert locale.setlocale(locale.LC_ALL) == before and locale.getpreferredencoding(False) == "UTF-8"
 
 
 def test_a_lossless_round_trip_gives_the_same_pixels_geometry_and_attributes(tmp_path, volume, monkeypatch, capsys):

@@ -316,7 +316,8 @@ def test_batch_finds_each_image_once_by_its_header(tmp_path):
     a_pair(tmp_path, "nifti1")
     for name in ("scaled+tlrc.HEAD", "scaled+tlrc.BRIK", "minc1_1_scale.mnc", "simple.trk"):
         shutil.copy(NIBABEL_DATA / name, tmp_path / name)
-    assert [item.relative.name for item in discover(tmp_path)] == ["minc1_1_scale.mnc", "nifti1.hdr", "scaled+tlrc.HEAD"]
+    assert [(item.relative.name, item.action) for item in discover(tmp_path)] == [
+        ("minc1_1_scale.mnc", "code"), ("nifti1.hdr", "code"), ("scaled+tlrc.HEAD", "code"), ("simple.trk", "skip")]
 
 
 # --------------------------------------------------------------------------- untrusted input

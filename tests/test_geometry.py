@@ -40,3 +40,9 @@ def test_resampling_returns_to_the_original_grid():
 def test_plan_serializes():
     grid = plan((33, 41, 25), np.eye(4), 4, spacing=(1.5, 1.5, 1.5))
     assert GridPlan.from_dict(grid.to_dict()) == grid
+
+
+@pytest.mark.parametrize("spacing", [(0.0, 1.0, 1.0), (-1.0, 1.0, 1.0), (float("nan"), 1.0, 1.0), (1.0, 1.0)])
+def test_a_bad_spacing_is_refused(spacing):
+    with pytest.raises(ValueError, match=r"^spacing must be three positive numbers in mm \(got \("):
+        plan((10, 10, 10), np.diag([2.0, 2.0, 2.0, 1.0]), 2, spacing)

@@ -16,10 +16,13 @@ as they were.
 from __future__ import annotations
 
 import hashlib
+import locale
 import math
 import os
 import struct
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +31,7 @@ import numpy as np
 
 from mriae import __version__
 from mriae.dicom_tags import KEPT, REQUIRED, RESCALE, check_value, number
+from mriae.extras import require
 from mriae.formats import NIFTI_SUFFIXES
 from mriae.io.atomic import check_writable, staging_folder
 from mriae.io.image import Image, ImageError, _native_stderr_silenced, fresh_nifti_source, one_line
@@ -69,14 +73,33 @@ class _Slice:
 # ----------------------------------------------------------------------------------- reading
 
 
+@contextmanager
+def _locale_kept() -> Iterator[None]:
+    """Undo what GDCM does to the process's C locale (it sets LC_ALL to "C" while it parses
+    files, which would leave Python's preferred encoding ASCII for every later open())."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[Image, int]:
     """The DICOM series in ``folder`` as an :class:`Image`, and the bytes its files take.
 
     ``series``: its Series Instance UID, needed when the folder holds several. The array
     holds the stored values, axes (column, row, slice), slices in order along their normal;
     the affine is RAS (nibabel's), the same as SimpleITK's series reader gives. ImageError
-    (one line, naming the folder or file) for anything that cannot be read exactly.
+    (one line, naming the folder or file) for anything that cannot be read exactly. GDCM's
+    change of the process's locale is undone.
     """
+    with _locale_kept():
+        return _read_series(folder, series)
+
+
+def _read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[Image, int]:
+    """The work of :func:`read_series`."""
+    require("itk", f"{folder}: DICOM series support")
     import SimpleITK as sitk
 
     folder = Path(folder)

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mriae.extras import require
 from mriae.formats import (
     ANALYZE_SUFFIXES,
     CIFTI_REFUSAL,
+    ITK_SUFFIXES,
     MGH_SUFFIXES,
     NIFTI_SUFFIXES,
     READ_ONLY,
@@ -107,7 +109,8 @@ def file_stem(path: str | os.PathLike) -> str:
 def image_files(path: str | os.PathLike) -> list[Path]:
     """The files :func:`write_image` makes for ``path``: ``path``, and for a MetaImage,
     detached NRRD or Analyze/NIfTI pair header (.mhd, .nhdr, .hdr) first the data file beside
-    it (NAME.raw, NAME.img); ImageError if ``path`` is not of a type a decode writes.
+    it (NAME.raw, NAME.img); ImageError if ``path`` is not of a type a decode writes,
+    MissingExtra if it needs SimpleITK and that is not installed.
 
     Those pairs are written uncompressed; SimpleITK names their data files NAME.raw
     (compressed it would write NAME.zraw for .mhd and NAME.raw.gz for .nhdr).
@@ -116,6 +119,7 @@ def image_files(path: str | os.PathLike) -> list[Path]:
     reason = cannot_write(path)
     if reason:
         raise ImageError(f"{path}: {reason}")
+    _require_itk(path, output_suffix(path))
     data_suffix = DATA_FILE_SUFFIXES.get(output_suffix(path))
     if data_suffix is None:
         return [path]
@@ -145,8 +149,8 @@ def source_files(path: str | os.PathLike) -> list[Path]:
     return [path, data] if data is not None and data.is_file() else [path]
 
 
-_ITK_DATA_FILE = {".mhd": re.compile(rb"^\s*ElementDataFile\s*=\s*(\S[^\r\n]*?)\s*$", re.M),
-                  ".nhdr": re.compile(rb"^\s*data ?file\s*:\s*(\S[^\r\n]*?)\s*$", re.M)}
+_ITK_DATA_FILE = {".mhd": re.compile(rb"^\s*ElementDataFile\s*=\s*(\S[^\r\n]*?)\s*$", re.MULTILINE),
+                  ".nhdr": re.compile(rb"^\s*data ?file\s*:\s*(\S[^\r\n]*?)\s*$", re.MULTILINE)}
 
 
 def _itk_data_file(path: Path) -> Path | None:
@@ -173,7 +177,8 @@ def check_voxel_file(path: Path) -> None:
 def read_image(path: str | os.PathLike) -> Image:
     """Read an image file, or the one DICOM series in a folder (whose name has no image
     suffix: :func:`mriae.io.dicom.read_series`); raises ImageError with a one-line reason on
-    any failure.
+    any failure (MissingExtra for an NRRD/MetaImage file or a DICOM series without SimpleITK
+    installed).
 
     A header that claims more voxels than :class:`~mriae.limits.Limits` allow, or more bytes
     than the file holds, is refused before its voxels are allocated.
@@ -191,6 +196,7 @@ def read_image(path: str | os.PathLike) -> Image:
     if not suffix:
         reason = refusal(path) or f"unsupported file type (expected one of {', '.join(SUFFIXES)})"
         raise ImageError(f"{path}: {reason}")
+    _require_itk(path, suffix)
     try:
         check_voxel_file(path)
         image = _reader(suffix)(path, suffix)
@@ -207,6 +213,12 @@ def read_image(path: str | os.PathLike) -> Image:
     if image.array.dtype.kind not in "iuf":
         raise ImageError(f"{path}: unsupported voxel type {image.array.dtype}")
     return image
+
+
+def _require_itk(path: Path, suffix: str) -> None:
+    """MissingExtra, naming ``path``, if its type needs SimpleITK and that is not installed."""
+    if suffix in ITK_SUFFIXES:
+        require("itk", f"{path}: NRRD/MetaImage support")
 
 
 def _reader(suffix: str) -> Callable[[Path, str], Image]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mriae.extras import require
 from mriae.formats import MGH_DTYPES, MGH_HEADER_BYTES, READ_ONLY
 from mriae.io.image import (
     Image,
@@ -210,10 +211,18 @@ def pair_resized(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> di
 # --------------------------------------------------------------------------- read only: MINC, PAR/REC, AFNI, ECAT
 
 
+def _is_hdf5(path: Path) -> bool:
+    """True if ``path`` starts like an HDF5 file (MINC 2; MINC 1 is netCDF)."""
+    with open(path, "rb") as stream:
+        return stream.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
 def read_converted(path: Path, suffix: str) -> Image:
     """A MINC, PAR/REC, AFNI or ECAT image with a fresh NIfTI-1 header (see the module)."""
     import nibabel as nib
 
+    if suffix == ".mnc" and _is_hdf5(path):
+        require("minc", f"{path}: MINC 2")
     loaded = nib.ecat.load(path) if suffix == ".v" else nib.load(path)
     expected = {".mnc": nib.minc1.Minc1Image, ".par": nib.parrec.PARRECImage, ".head": nib.brikhead.AFNIImage,
                 ".v": nib.ecat.EcatImage}[suffix]

@@ -16,11 +16,14 @@
 reader is registered by ``import mriae.monai`` (or any module of it).
 """
 
-from mriae.monai.compress import Compress, Compressd
-from mriae.monai.decompress import Decompress, Decompressd
-from mriae.monai.grid import ToNetworkGrid, ToNetworkGridd
-from mriae.monai.reader import ImageFileReader, MriaeReader, MriaeReadError, register_reader
-from mriae.monai.save import SaveMriae, SaveMriaed
+from mriae.extras import required
+
+with required("monai", "mriae.monai"):
+    from mriae.monai.compress import Compress, Compressd
+    from mriae.monai.decompress import Decompress, Decompressd
+    from mriae.monai.grid import ToNetworkGrid, ToNetworkGridd
+    from mriae.monai.reader import ImageFileReader, MriaeReader, MriaeReadError, register_reader
+    from mriae.monai.save import SaveMriae, SaveMriaed
 
 __all__ = [
     "Compress", "Compressd", "Decompress", "Decompressd", "ImageFileReader", "MriaeReadError", "MriaeReader", "SaveMriae", "SaveMriaed",

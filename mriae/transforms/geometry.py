@@ -2,37 +2,24 @@
 
 A :class:`GridPlan` records everything the inverse needs, so a decoder rebuilds the original
 grid from the plan alone (TorchIO-style: the transform records what it did). Resampling
-uses MONAI's ``Spacing`` forward and ``SpatialResample`` onto the original affine and shape
-back; padding replicates edge voxels (cheap to code) up to the multiples the network's
-per-axis strides need, and the inverse crops them off.
+(:mod:`mriae.transforms.resample`, torch alone, the same as MONAI's ``Spacing`` forward and
+``SpatialResample`` back) goes onto the voxel size asked for and back onto the original
+affine and shape; padding replicates edge voxels (cheap to code) up to the multiples the
+network's per-axis strides need, and the inverse crops them off.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+import math
 
 import numpy as np
 import torch
 
 from mriae.limits import Limits
 from mriae.transforms.grid import GridPlan, plan_on
+from mriae.transforms.resample import recorded_affine, resample, spacing_grid
 from mriae.transforms.tiles import Box, box_shape, region_affine
-
-if TYPE_CHECKING:
-    from monai.data import MetaTensor
-
-
-def _meta(volume: np.ndarray | torch.Tensor, affine: np.ndarray) -> MetaTensor:
-    from monai.data import MetaTensor  # MONAI is imported only when a volume is resampled
-
-    return MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
-
-
-def _resample_to_spacing(volume: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> MetaTensor:
-    from monai.transforms import Spacing
-
-    return Spacing(pixdim=spacing, mode="bilinear", padding_mode="border", dtype=torch.float64)(_meta(volume, affine))
 
 
 def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple[float, ...] | None = None) -> GridPlan:
@@ -40,19 +27,23 @@ def plan(shape: tuple[int, ...], affine: np.ndarray, levels: int, spacing: tuple
     resampled to ``spacing`` first if it is given."""
     if spacing is None:
         return plan_on(shape, affine, levels)
+    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing must be three positive numbers in mm (got {tuple(spacing)})")
     zooms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     expected = tuple(int(np.ceil(n * z / s)) for n, z, s in zip(shape[:3], zooms, spacing))
     Limits.from_environment().check_volume(expected, f"resampling to {'×'.join(f'{s:g}' for s in spacing)} mm gives a grid")
-    probe = _resample_to_spacing(np.zeros(tuple(int(n) for n in shape[:3]), dtype=np.float32), affine, spacing)
-    return plan_on(shape, affine, levels, tuple(int(n) for n in probe.shape[1:]), np.asarray(probe.affine))
+    volume_shape = tuple(int(n) for n in shape[:3])
+    coding_shape, target = spacing_grid(volume_shape, affine, spacing)
+    return plan_on(shape, affine, levels, coding_shape, recorded_affine(affine, target, volume_shape, coding_shape))
 
 
 def to_network_grid(volume: np.ndarray, grid: GridPlan) -> torch.Tensor:
     """(1, 1, *padded_shape) float32 tensor from a [0, 1] volume on the original grid."""
     affine = np.asarray(grid.affine).reshape(4, 4)
     if grid.resampled:
-        spacing = np.linalg.norm(np.asarray(grid.coding_affine).reshape(4, 4)[:3, :3], axis=0)
-        tensor = _resample_to_spacing(volume, affine, tuple(spacing)).as_tensor().float()[0]
+        spacing = np.linalg.norm(_affine(grid.coding_affine)[:3, :3], axis=0)
+        coding_shape, target = spacing_grid(volume.shape[:3], affine, tuple(spacing))
+        tensor = resample(volume, affine, target, coding_shape)
     else:
         tensor = torch.as_tensor(np.asarray(volume, dtype=np.float32))
     pad = [p for n, q in zip(reversed(grid.coding_shape), reversed(grid.padded_shape)) for p in (0, q - n)]
@@ -100,8 +91,5 @@ def _resampled(values: np.ndarray | torch.Tensor, affine: np.ndarray, target: np
                shape: tuple[int, ...]) -> np.ndarray:
     """``values`` on the grid of ``affine`` resampled (bilinear, edge values beyond the border)
     onto the grid of ``target`` and ``shape``, as float32."""
-    from monai.transforms import SpatialResample
-
-    back = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float64)(
-        _meta(values, affine), dst_affine=torch.as_tensor(target), spatial_size=shape)
-    return back.as_tensor()[0].detach().cpu().numpy().astype(np.float32)
+    return resample(values.detach().cpu() if isinstance(values, torch.Tensor) else values, affine, target,
+                    shape).numpy().astype(np.float32)
