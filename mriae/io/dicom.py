@@ -34,7 +34,7 @@ from mriae.dicom_tags import KEPT, REQUIRED, RESCALE, check_value, number
 from mriae.extras import require
 from mriae.formats import NIFTI_SUFFIXES
 from mriae.io.atomic import check_writable, staging_folder
-from mriae.io.image import Image, ImageError, _native_stderr_silenced, fresh_nifti_source, one_line
+from mriae.io.image import Image, ImageError, _native_stderr_silenced, fresh_nifti_source, one_line, output_suffix
 from mriae.limits import LimitError, Limits
 
 if TYPE_CHECKING:
@@ -117,6 +117,21 @@ def _read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[
         array[:, :, index] = _stored_values(sitk, reader, item, dtype)
     source = {"kind": "dicom", "shape": list(array.shape), "dtype": array.dtype.str, **_kept(slices)}
     return Image(array, affine, ".nii.gz", source), sum(file.stat().st_size for file in files)
+
+
+def holds_dicom_files(folder: str | os.PathLike) -> bool:
+    """True if ``folder`` (a folder without an image suffix) directly holds a DICOM Part 10
+    file ("DICM" after the 128-byte preamble): what a caller listing inputs takes for a
+    series folder, before reading it (:func:`read_series` says what is wrong with it)."""
+    folder = Path(folder)
+    if not folder.is_dir() or output_suffix(folder):
+        return False
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as stream:
+                if stream.read(132)[128:] == b"DICM":
+                    return True
+    return False
 
 
 def _series_files(sitk, folder: Path, series: str | None) -> list[Path]:

@@ -29,6 +29,7 @@ from monai.utils import ensure_tuple
 from mriae.codec import decompress_image
 from mriae.container import MAGIC
 from mriae.formats import MRIAE_SUFFIX
+from mriae.io.dicom import holds_dicom_files
 from mriae.io.image import Image, output_suffix, read_image
 from mriae.monai.meta import image_meta, spatial_first
 
@@ -126,8 +127,8 @@ class ImageFileReader(_FileReader):
     Not registered with MONAI (its own readers keep those suffixes): pass ``reader=ImageFileReader()``."""
 
     def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
-        """True when every name has a suffix mriae reads."""
-        return all(output_suffix(Path(name)) for name in ensure_tuple(filename))
+        """True when every name has a suffix mriae reads or is a folder of DICOM files."""
+        return all(output_suffix(Path(name)) or holds_dicom_files(name) for name in ensure_tuple(filename))
 
     def load(self, path: Path) -> Image:
         return read_image(path)
