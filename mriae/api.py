@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_i
 from mriae.io.atomic import check_targets
 from mriae.io.dicom import check_series_folder, read_series, write_series
 from mriae.io.image import names_a_label_map, output_suffix, source_files
+from mriae.io.stream import STDIN_NAME
 from mriae.parallel import using
 
 if TYPE_CHECKING:
@@ -209,12 +210,18 @@ def read_mriae(path: PathLike) -> bytes:
     if path.is_dir():
         raise ContainerError(f"{path}: is a folder, not an .mriae file")
     with open(path, "rb") as stream:
-        if stream.read(len(MAGIC)) != MAGIC:
-            raise ContainerError(f"{path}: not an .mriae file (bad magic bytes)")
-        pieces, size = [MAGIC], len(MAGIC)
-        while piece := stream.read(_READ_CHUNK):
-            size += len(piece)
-            if size > MAX_FILE_BYTES:
-                raise ContainerError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes, which no .mriae file is")
-            pieces.append(piece)
+        return read_mriae_stream(stream, str(path))
+
+
+def read_mriae_stream(stream: BinaryIO, name: str = STDIN_NAME) -> bytes:
+    """The bytes of the .mriae file ``stream`` holds (stdin), read as :func:`read_mriae` reads
+    a file; ContainerError names ``name`` and the problem."""
+    if stream.read(len(MAGIC)) != MAGIC:
+        raise ContainerError(f"{name}: not an .mriae file (bad magic bytes)")
+    pieces, size = [MAGIC], len(MAGIC)
+    while piece := stream.read(_READ_CHUNK):
+        size += len(piece)
+        if size > MAX_FILE_BYTES:
+            raise ContainerError(f"{name}: larger than {MAX_FILE_BYTES:,} bytes, which no .mriae file is")
+        pieces.append(piece)
     return b"".join(pieces)

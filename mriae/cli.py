@@ -19,11 +19,14 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     import json
     import math
     import os
+    import re
     import signal
+    import time
     from collections.abc import Callable, Iterator
     from contextlib import ExitStack, contextmanager
+    from dataclasses import dataclass
     from pathlib import Path
-    from typing import TYPE_CHECKING, Annotated
+    from typing import TYPE_CHECKING, Annotated, BinaryIO
 
     import numpy as np
     import typer
@@ -35,11 +38,14 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae.container import ContainerError
     from mriae.extras import MissingExtra
     from mriae.fidelity import DEFAULT_QUALITY, Fidelity
-    from mriae.formats import MRIAE_SUFFIX, cannot_write, restored_suffix
-    from mriae.header import Header, read_header
+    from mriae.formats import MRIAE_SUFFIX, OUTPUT_FORMATS, WRITTEN_SUFFIXES, cannot_write, restored_suffix
+    from mriae.header import Header, VolumeInfo, read_header
+    from mriae.header import read as read_container
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
     from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
+    from mriae.io.stream import STDIN_NAME, spooled_image, write_image_to
+    from mriae.parallel import available_cores
     from mriae.transforms.tiles import region_of
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
@@ -57,10 +63,17 @@ optional dependency not installed), reported as they are; anything else is an in
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")]
+Output = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Output file (- for stdout), or an existing folder (the only choice for several inputs); "
+    "default: beside each input.")]
 Threads = Annotated[int | None, typer.Option(
     "--threads", min=1, help="Tiles coded at once (default: every core); the output does not depend on it.")]
-Quality = Annotated[int | None, typer.Option("--quality", "-q", help="Network level: 1 (smallest) … 8 (best); default 5.")]
+Quality = Annotated[int | None, typer.Option(
+    "--quality", "-Q", help="Network level: 1 (smallest) … 8 (best); default 5.")]
+MriaeFiles = Annotated[list[Path], typer.Argument(
+    help=".mriae files; - reads one from stdin.", metavar="FILE", show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No messages but errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More: how each volume is coded, threads, timings.")]
 MaxError = Annotated[float | None, typer.Option(
     "--max-error", help="Every voxel within this absolute error, in stored units (3D context coder); 0: lossless.")]
 Lossless = Annotated[bool, typer.Option("--lossless", help="Bit-exact voxels (3D context coder).")]
@@ -109,8 +122,15 @@ def complain(message: str, label: str | None = "error") -> None:
 def say(text: str) -> None:
     """Print a result line on stdout. If the reader has gone (``| head``), stop quietly
     with exit code 141 (128 + SIGPIPE), as ``cat`` and ``gzip`` do."""
-    try:
+    with reader_kept():
         typer.echo(text)
+
+
+@contextmanager
+def reader_kept() -> Iterator[None]:
+    """Write to stdout inside; if its reader has gone, stop quietly with exit code 141."""
+    try:
+        yield
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left to flush goes nowhere
         raise typer.Exit(141) from None
@@ -148,8 +168,8 @@ def reported_errors(path: Path, debug: bool, doing: str) -> Iterator[None]:
 
 
 def check_not_input(source: Path, target: Path) -> None:
-    """Refuse an output that is the input itself (even with ``--force``)."""
-    if target.resolve() == source.resolve():
+    """Refuse an output that is the input itself (even with ``--force``); stdin (``-``) is no file."""
+    if str(source) != "-" and target.resolve() == source.resolve():
         raise UsageError(f"output {target} would overwrite the input")
 
 
@@ -168,7 +188,7 @@ def fidelity_of(quality: int | None, max_error: float | None, lossless: bool, ps
     given = [flag for flag, value in (("--quality", quality), ("--max-error", max_error), ("--psnr", psnr))
              if value is not None] + ["--lossless"] * lossless
     if len(given) > 1:
-        raise UsageError(f"{' and '.join(given)} cannot be combined: give one of -q/--quality, --max-error, "
+        raise UsageError(f"{' and '.join(given)} cannot be combined: give one of -Q/--quality, --max-error, "
                          "--lossless, --psnr")
     if quality is not None:
         check_quality(quality)
@@ -212,14 +232,15 @@ def level_range(levels: range) -> str:
 
 
 @contextmanager
-def volume_progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress callback that shows a bar only when a file holds several volumes."""
+def volume_progress(label: str, shown: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback that shows a bar only when a file holds several volumes (and
+    ``shown``: not with -q)."""
     bar: ProgressBar | None = None
     task = None
 
     def advance(done: int, total: int) -> None:
         nonlocal bar, task
-        if total < 2:
+        if total < 2 or not shown:
             return
         if bar is None:
             bar = ProgressBar(console=console, transient=True, disable=not console.is_terminal)
@@ -287,10 +308,215 @@ def parse_roi(text: str | None, shape: tuple[int, int, int]) -> tuple[slice, sli
     return roi  # type: ignore[return-value]
 
 
+STDIO = "-"
+"""An input or output of ``-``: stdin or stdout."""
+STDIN = Path(STDIN_NAME)
+STDOUT_NAME = "<stdout>"
+
+
+def listed(words: list[str]) -> str:
+    """``words`` as ``a, b or c``."""
+    return " or ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
+SINGLE_FILE_WORDS = listed([word for word, kind in OUTPUT_FORMATS.items() if kind.single_file])
+"""The --format words stdout takes: ``nii, nii.gz, nrrd, mha, mgz or mgh``."""
+
+
+def is_stdio(path: Path | None) -> bool:
+    """True for ``-``: stdin as an input, stdout as an output."""
+    return path is not None and str(path) == STDIO
+
+
+def check_stdin(inputs: list[Path]) -> None:
+    """Refuse, before any work, ``-`` among several inputs, and binary data from a terminal."""
+    if len(inputs) > 1 and any(is_stdio(input) for input in inputs):
+        raise UsageError("- (stdin) cannot be mixed with other inputs")
+    if is_stdio(inputs[0]) and sys.stdin is not None and sys.stdin.isatty():
+        raise UsageError("refusing to read binary data from a terminal; give a file or redirect")
+
+
+def check_inputs(inputs: list[Path], output: Path | None) -> bool:
+    """Refuse, before any work, what :func:`check_stdin` refuses, a ``-o`` that is not an
+    existing folder for several inputs, a folder for stdin, and binary data to a terminal;
+    True when the output goes to stdout (``-o -``, or stdin without ``-o``)."""
+    check_stdin(inputs)
+    if len(inputs) > 1 and output is not None and not output.is_dir():
+        raise UsageError(f"-o {output}: with several inputs, -o must be an existing folder")
+    reads_stdin = is_stdio(inputs[0])
+    if reads_stdin and output is not None and output.is_dir():
+        raise UsageError(f"-o {output} is a folder: give -o FILE (or -o -) for what comes from stdin")
+    to_stdout = is_stdio(output) or (output is None and reads_stdin)
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write binary data to a terminal; use -o FILE or redirect")
+    return to_stdout
+
+
+def target_of(input: Path, output: Path | None, default: Path) -> Path | None:
+    """Where the output of ``input`` goes (None: stdout): ``-o``'s file, a file named as
+    ``default`` in ``-o``'s folder, or ``default`` (beside the input)."""
+    if is_stdio(output) or (output is None and is_stdio(input)):
+        return None
+    if output is None:
+        return default
+    return output / default.name if output.is_dir() else output
+
+
+def claim(target: Path, input: Path, claimed: dict[Path, Path]) -> None:
+    """Refuse a ``target`` that an earlier input of this command was given (``claimed``:
+    target → input), so that one never replaces another's output, even with --force."""
+    key = target.resolve()
+    if key in claimed:
+        raise ValueError(f"{target} is the output of {claimed[key]}, an earlier input of this command")
+    claimed[key] = input
+
+
+def shown(path: Path | None, stdio: str) -> str:
+    """``path`` as messages name it: ``stdio`` (<stdin>, <stdout>) for ``-`` or None."""
+    return stdio if path is None or is_stdio(path) else str(path)
+
+
+def stdin_bytes() -> BinaryIO:
+    """The binary stream of stdin."""
+    return sys.stdin.buffer
+
+
+def write_stdout(write: Callable[[BinaryIO], None]) -> None:
+    """Let ``write`` put a file's bytes on stdout (nothing else goes there meanwhile); a
+    reader that has gone ends the command with 141, as in :func:`say`."""
+    with reader_kept():
+        sys.stdout.flush()
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def each_input(inputs: list[Path], debug: bool, doing: str, work: Callable[[Path], None]) -> None:
+    """Run ``work`` on every input in turn: a failure is its one line on stderr and the others
+    go on; at the end, the exit code of the failure for one input, 1 if any of several failed.
+    An interrupt or a closed stdout (exit codes from 128) stops at once."""
+    codes: list[int] = []
+    for input in inputs:
+        try:
+            with reported_errors(STDIN if is_stdio(input) else input, debug, doing):
+                work(input)
+        except typer.Exit as stop:
+            if stop.exit_code >= 128:
+                raise
+            codes.append(stop.exit_code)
+    if codes:
+        raise typer.Exit(codes[0] if len(inputs) == 1 else 1)
+
+
+@dataclass(frozen=True)
+class Messages:
+    """Where a command's messages go: ``level`` 0 shows none but errors (-q), 1 the result
+    lines, 2 details too (-v); on stderr when stdout carries a file's bytes."""
+
+    level: int = 1
+    on_stderr: bool = False
+
+    @classmethod
+    def of(cls, quiet: bool, verbose: bool, on_stderr: bool = False) -> Messages:
+        """The messages -q and -v ask for; UsageError for both."""
+        if quiet and verbose:
+            raise UsageError("-q/--quiet and -v/--verbose cannot be combined")
+        return cls(1 - quiet + verbose, on_stderr)
+
+    def result(self, text: str) -> None:
+        """A result line (not with -q)."""
+        if self.level >= 1:
+            self._show(text)
+
+    def details(self, lines: Callable[[], list[str]]) -> None:
+        """The lines that ``lines`` makes, made and shown only with -v."""
+        if self.level >= 2:
+            for line in lines():
+                self._show(line)
+
+    def _show(self, text: str) -> None:
+        if self.on_stderr:
+            complain(text, label=None)
+        else:
+            say(text)
+
+
+QUALITY_COMMANDS = frozenset({"compress", "batch"})
+"""Commands whose quality option was -q before -q meant --quiet."""
+OLD_QUALITY = re.compile(r"-q([0-9]+)")
+
+
+def quality_option_renamed(args: list[str]) -> tuple[list[str], list[str]]:
+    """``args`` with the old quality option, ``-q N`` or ``-qN`` (a number after -q) in a
+    command that takes a quality, turned into ``--quality N``, and a deprecation warning for
+    each; a bare ``-q`` is --quiet."""
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    if command not in QUALITY_COMMANDS:
+        return list(args), []
+    renamed: list[str] = []
+    warnings: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            renamed += args[index:]
+            break
+        attached = OLD_QUALITY.fullmatch(arg)
+        value = attached.group(1) if attached else None
+        if arg == "-q" and index + 1 < len(args) and re.fullmatch("[0-9]+", args[index + 1]):
+            value = args[index + 1]
+            index += 1
+        index += 1
+        if value is None:
+            renamed.append(arg)
+            continue
+        renamed += ["--quality", value]
+        warnings.append(f"-q {value} for the quality level is deprecated: use -Q {value} or --quality {value} "
+                        "(-q now means --quiet)")
+    return renamed, warnings
+
+
+def volume_words(volume: VolumeInfo) -> str:
+    """How one volume is coded, in words (mriae -v)."""
+    if volume.exact:
+        return "stored exactly"
+    if volume.context is not None:
+        error = volume.context.error
+        return "context coder, lossless" if error == 0 else f"context coder, every voxel within {error:g}"
+    if volume.tiling is None:
+        return "network, constant (nothing coded)"
+    tiles = volume.tiling.count
+    text = f"network, {tiles} tile{'s' * (tiles > 1)}" + (f" of {volume.tiling.size}³" if volume.tiling.size else "")
+    if volume.outliers:
+        text += f", {volume.outliers} outlier voxel{'s' * (volume.outliers > 1)} stored exactly"
+    return text
+
+
+def coding_details(data: bytes, threads: int | None, timing: str) -> list[str]:
+    """What -v adds about the .mriae ``data``: each volume's coder and the bytes of its code,
+    the threads that code tiles, and ``timing``."""
+    header, chunks = read_container(data)
+    count = len(header.volumes)
+    lines = []
+    first = 0
+    for number, volume in enumerate(header.volumes, 1):
+        size = sum(len(chunk) for chunk in chunks[first:first + volume.chunks])
+        first += volume.chunks
+        lines.append(f"  volume {number}/{count}: {volume_words(volume)}, {human_bytes(size)}")
+    workers = threads or available_cores()
+    lines.append(f"  {workers} thread{'s' * (workers > 1)} for tiles; {timing}")
+    return lines
+
+
+def seconds_since(start: float) -> str:
+    """The time since ``start`` (``time.perf_counter()``) in words."""
+    return f"{time.perf_counter() - start:.2f} s"
+
+
 @app.command()
 def compress(
-    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file, or a folder of "
-                                               "DICOM files.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Image files (NIfTI, NRRD, MetaImage, MGH, Analyze/NIfTI pairs, MINC, PAR/REC, AFNI, ECAT) or folders of "
+        "DICOM files; - reads one from stdin (.nii, .nii.gz, .nrrd, .mha).", metavar="FILE", show_default=False)],
     output: Output = None,
     quality: Quality = None,
     max_error: MaxError = None,
@@ -300,24 +526,87 @@ def compress(
     threads: Threads = None,
     series: Annotated[str | None, typer.Option(
         "--series", metavar="UID", help="The Series Instance UID to read from a DICOM folder holding several.")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Compress an MRI volume to .mriae: at a quality level (default 5), within a maximum
-    error, lossless, or to a PSNR (give at most one)."""
-    with reported_errors(input, debug, "compressing"):
+    """Compress MRI volumes to .mriae, each beside its input (or into -o): at a quality level
+    (default 5), within a maximum error, lossless, or to a PSNR (give at most one). One line
+    per file; if some fail, the others are still done and the exit code is 1."""
+    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "compressing"):
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
-        target = output or beside(input, MRIAE_SUFFIX)
-        check_not_input(input, target)
-        with volume_progress("compressing") as progress:
-            data, stats = api.compress(input, target, quality=fidelity.quality, max_error=fidelity.max_error,
-                                       lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
-                                       progress=progress, force=force, threads=threads, series=series)
-        say(
-            f"{input} → {target}: {human_bytes(stats.original_bytes)} → {human_bytes(stats.compressed_bytes)} "
-            f"({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, {achieved(stats, read_header(data))}"
+        messages = Messages.of(quiet, verbose, check_inputs(inputs, output))
+    claimed: dict[Path, Path] = {}
+
+    def compress_one(input: Path) -> None:
+        started = time.perf_counter()
+        target = target_of(input, output, beside(input, MRIAE_SUFFIX))
+        if target is not None:
+            check_not_input(input, target)
+            claim(target, input, claimed)
+        with ExitStack() as stack:
+            source = stack.enter_context(spooled_image(stdin_bytes())) if is_stdio(input) else input
+            with volume_progress("compressing", messages.level > 0) as progress:
+                data, stats = api.compress(source, target, quality=fidelity.quality, max_error=fidelity.max_error,
+                                           lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
+                                           progress=progress, force=force, threads=threads, series=series)
+        if target is None:
+            write_stdout(lambda stream: stream.write(data))
+        messages.result(
+            f"{shown(input, STDIN_NAME)} → {shown(target, STDOUT_NAME)}: {human_bytes(stats.original_bytes)} → "
+            f"{human_bytes(stats.compressed_bytes)} ({stats.ratio:.1f}×), {stats.bits_per_voxel:.3f} bits/voxel, "
+            f"{achieved(stats, read_header(data))}"
         )
+        timing = f"{seconds_since(started)} in all (read, code, verify, write)"
+        messages.details(lambda: coding_details(data, threads, timing))
+
+    each_input(inputs, debug, "compressing", compress_one)
+
+
+def parse_format(word: str | None, output: Path | None) -> str | None:
+    """The ``--format`` word (None without one), checked against ``-o``: an output file's
+    suffix must agree with it, a name without an image suffix needs it (and a single-file
+    format, as stdout does); UsageError otherwise."""
+    if word is not None and word not in OUTPUT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)} (got '{word}')")
+    if word == "dicom":
+        if is_stdio(output):
+            raise UsageError(f"--format dicom writes a folder of files, which stdout cannot take: use -o FOLDER, or "
+                             f"--format {SINGLE_FILE_WORDS}")
+        return word
+    chosen = OUTPUT_FORMATS.get(word)
+    if is_stdio(output) and chosen is not None and not chosen.single_file:
+        raise UsageError(f"--format {word} writes a header and a data file, which stdout cannot take: use -o FILE, "
+                         f"or --format {SINGLE_FILE_WORDS}")
+    if output is None or is_stdio(output) or output.is_dir():
+        return word
+    suffix = output_suffix(output)
+    if chosen is None and not suffix:
+        raise UsageError(f"{output}: unsupported output type (use {listed(list(WRITTEN_SUFFIXES))}, or --format WORD)")
+    if suffix and cannot_write(output):
+        raise UsageError(f"{output}: {cannot_write(output)}")
+    if chosen is not None and suffix and suffix != chosen.suffix:
+        raise UsageError(f"{output}: its name says {suffix}, but --format says {word}")
+    if chosen is not None and not suffix and not chosen.single_file:
+        raise UsageError(f"{output}: --format {word} writes a header and a data file: name the output "
+                         f"NAME{chosen.suffix}")
+    return word
+
+
+def format_suffix(word: str | None, recorded: str, to_stdout: bool) -> tuple[str, str]:
+    """The suffix of what decompress writes when -o does not name it, and a note when that is
+    not the original format: --format's, else the file's original one (``recorded``; NIfTI for
+    formats nibabel cannot write: :func:`mriae.formats.restored_suffix`), which stdout takes
+    only if it is a single file."""
+    if word is not None:
+        return OUTPUT_FORMATS[word].suffix, ""
+    suffix, note = restored_suffix(recorded)
+    if to_stdout and not any(kind.single_file and kind.suffix == suffix for kind in OUTPUT_FORMATS.values()):
+        raise UsageError(f"the original format ({suffix}) is not a single file, which stdout needs: give "
+                         f"--format {SINGLE_FILE_WORDS}")
+    return suffix, note
 
 
 def beside(input: Path, suffix: str) -> Path:
@@ -331,9 +620,15 @@ def beside(input: Path, suffix: str) -> Path:
 
 @app.command()
 def decompress(
-    input: Annotated[Path, typer.Argument(help=".mriae file.")],
+    inputs: MriaeFiles,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Output file (a folder with --format dicom).")] = None,
+        "--output", "-o", help="Output file, or folder (several inputs; --format dicom).")] = None,
+    format: Annotated[str | None, typer.Option(
+        "--format", metavar="WORD", help=f"Output format: {', '.join(OUTPUT_FORMATS)} (default: -o's suffix, else the "
+        f"original format, NIfTI for those nibabel cannot write). Stdout (-o -) takes {SINGLE_FILE_WORDS}; -o NAME "
+        "without an image suffix is written as it is named. dicom: a file made from a DICOM series back as one, a "
+        "file per slice, into the folder -o (default: the file's name without .mriae); key attributes as they were, "
+        "new Series and SOP Instance UIDs.")] = None,
     roi: Annotated[str | None, typer.Option(
         "--roi", help="Only this region, x0:x1,y0:y1,z0:z1 (voxel indices, half-open like Python slices), with its "
         "own affine; network-coded files decode only the tiles it needs, others are decoded whole and cropped.")] = None,
@@ -343,41 +638,61 @@ def decompress(
         "not an average), decoded from the stream's coarse levels only (faster; the whole-volume checksum is not "
         "verified then); exactly stored ones (labels) a subsample. Not with --roi.")] = None,
     threads: Threads = None,
-    output_format: Annotated[str | None, typer.Option(
-        "--format", metavar="dicom", help="dicom: write a file made from a DICOM series back as one, one file per "
-        "slice, into the folder -o (default: the file's name without .mriae); key attributes as they were, new "
-        "Series and SOP Instance UIDs.")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
-    """Restore an .mriae file to its original format, grid, dtype and header (or a region of it, or a preview)."""
-    with reported_errors(input, debug, "decompressing"):
+    """Restore .mriae files to their original format, grid, dtype and header (or a region, or a
+    preview), each beside its input (or into -o). One line per file; if some fail, the others
+    are still done and the exit code is 1."""
+    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "decompressing"):
         factor = parse_downsample(downsample)
         if factor != 1 and roi is not None:
             raise UsageError("--downsample and --roi cannot be combined")
-        if output_format not in (None, "dicom"):
-            raise UsageError(f"--format must be dicom (got '{output_format}')")
-        data = api.read_mriae(input)
+        word = parse_format(format, output)
+        to_stdout = check_inputs(inputs, output)
+        messages = Messages.of(quiet, verbose, to_stdout)
+    claimed: dict[Path, Path] = {}
+
+    def decompress_one(input: Path) -> None:
+        started = time.perf_counter()
+        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
         header = read_header(data)
         region = parse_roi(roi, header.image.volume_shape)
-        if output_format == "dicom":
-            target = output or beside(input, "")
+        if word == "dicom":
+            folder = output / file_stem(input) if output is not None and len(inputs) > 1 else output
+            target = folder or beside(input, "")
             check_not_input(input, target)
+            claim(target, input, claimed)
             image = api.decompress(data, target, roi=region, downsample=factor, force=force, threads=threads,
                                    format="dicom")
-            say(f"{input} → {target}: {image.array.shape[2]} DICOM files, shape {tuple(image.array.shape)}, "
-                f"{image.array.dtype}")
+            messages.result(f"{input} → {target}: {image.array.shape[2]} DICOM files, shape "
+                            f"{tuple(image.array.shape)}, {image.array.dtype}")
             return
-        suffix, note = restored_suffix(header.image.suffix)
-        target = output or input.with_name(file_stem(input) + suffix)
-        if cannot_write(target):
-            raise UsageError(f"{target}: {cannot_write(target)}")
-        check_not_input(input, target)
-        with volume_progress("decompressing") as progress:
-            image = api.decompress(data, target, roi=region, downsample=factor, progress=progress, force=force,
-                                   threads=threads)
-        say(f"{input} → {target}: shape {tuple(image.array.shape)}, {image.array.dtype}"
-            + (f" ({note})" if note and output is None else ""))
+        suffix, note = format_suffix(word, header.image.suffix, to_stdout)
+        target = target_of(input, output, input.with_name(file_stem(input) + suffix))
+        unnamed = target is not None and not output_suffix(target)  # -o NAME --format WORD: written as named
+        if target is not None:
+            check_not_input(input, target)
+            claim(target, input, claimed)
+            if unnamed:
+                check_targets([target], force)
+        with volume_progress("decompressing", messages.level > 0) as progress:
+            image = api.decompress(data, None if target is None or unnamed else target, roi=region,
+                                   downsample=factor, progress=progress, force=force, threads=threads)
+        decoded = seconds_since(started)
+        if target is None:
+            write_stdout(lambda stream: write_image_to(image, stream, suffix))
+        elif unnamed:
+            with staging_folder(target.parent, force) as scratch, open(scratch / target.name, "wb") as stream:
+                write_image_to(image, stream, suffix)
+        messages.result(f"{shown(input, STDIN_NAME)} → {shown(target, STDOUT_NAME)}: shape {tuple(image.array.shape)}, "
+                        f"{image.array.dtype}" + (f" ({note})" if note else ""))
+        timing = f"{seconds_since(started)} in all ({decoded} to read and decode)"
+        messages.details(lambda: coding_details(data, threads, timing))
+
+    each_input(inputs, debug, "decompressing", decompress_one)
 
 
 def show_version(value: bool) -> None:
@@ -399,35 +714,40 @@ def options(
 
 @app.command()
 def test(
-    inputs: Annotated[list[Path], typer.Argument(help=".mriae files.")],
+    inputs: MriaeFiles,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Decode .mriae files and verify every checksum, writing nothing (like gzip -t): one line
     per file; exit code 1 if any fails."""
-    failed = False
-    for input in inputs:
-        try:
-            with reported_errors(input, debug, "testing"):
-                image = api.decompress(api.read_mriae(input))
-                say(f"{input}: OK, shape {tuple(image.array.shape)}, {image.array.dtype}")
-        except typer.Exit as stop:
-            if stop.exit_code == 130:
-                raise
-            failed = True
-    if failed:
-        raise typer.Exit(1)
+    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "testing"):
+        check_stdin(inputs)
+        messages = Messages.of(quiet, verbose)
+
+    def test_one(input: Path) -> None:
+        started = time.perf_counter()
+        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
+        image = api.decompress(data, threads=threads)
+        messages.result(f"{shown(input, STDIN_NAME)}: OK, shape {tuple(image.array.shape)}, {image.array.dtype}")
+        timing = f"{seconds_since(started)} to read and decode"
+        messages.details(lambda: coding_details(data, threads, timing))
+
+    each_input(inputs, debug, "testing", test_one)
 
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(help=".mriae file.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON.")] = False,
+    input: Annotated[Path, typer.Argument(help=".mriae file; - reads one from stdin.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON (full precision).")] = False,
     debug: Debug = False,
 ) -> None:
     """Describe an .mriae file without decoding it."""
-    with reported_errors(input, debug, "reading"):
-        data = api.read_mriae(input)
-        summary = _summary(input, len(data), read_header(data))
+    with reported_errors(STDIN if is_stdio(input) else input, debug, "reading"):
+        check_stdin([input])
+        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
+        summary = _summary(STDIN if is_stdio(input) else input, len(data), read_header(data))
         if as_json:
             say(json.dumps(summary, indent=2))
             return
@@ -437,7 +757,11 @@ def info(
         summary["max_error"] = _bound_words(summary["max_error"], summary["scl_slope"])
         summary["dtype"] = dtype_words(np.dtype(summary["dtype"]))
         summary["bits_per_voxel"] = f"{summary['bits_per_voxel']:.4f}"
+        summary["spacing"] = " × ".join(rounded(s) for s in summary["spacing"]) + " mm"
+        if summary["psnr"] is not None:
+            summary["psnr"] = f"{summary['psnr']:.2f} dB"
         del summary["scl_slope"]
+        summary["affine"] = " ".join(f"[{' '.join(rounded(v) for v in row)}]" for row in summary["affine"])
         for key, value in summary.items():
             say(f"{key:>15}: {value}")
 
@@ -476,6 +800,11 @@ def orientation(affine: np.ndarray) -> str:
     return codes
 
 
+def rounded(value: float) -> str:
+    """``value`` with at most 3 decimals and no trailing zeros (``2``, ``-0.5``, ``90.125``)."""
+    return np.format_float_positional(round(float(value), 3) + 0.0, trim="-")
+
+
 def dtype_words(dtype: np.dtype) -> str:
     """``uint8``, ``int16``, ``float32 (big-endian)``, … for a stored dtype (little-endian,
     the usual order, goes unsaid)."""
@@ -496,8 +825,9 @@ def _summary(input: Path, size: int, header: Header) -> dict:
         "shape": list(image.shape),
         "dtype": image.dtype.str,
         "format": "dicom" if image.source.get("kind") == "dicom" else image.suffix,
-        "spacing": [round(float(s), 6) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
+        "spacing": [float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0)],
         "orientation": orientation(image.affine),
+        "affine": image.affine.tolist(),
         "volumes": len(header.volumes),
         "mode": mode_of(header),
         "max_error": header.max_error,
@@ -561,6 +891,8 @@ def batch(
     progress_every: Annotated[int, typer.Option(
         "--progress-every", min=1, metavar="N", help="Without a terminal: a progress line on stderr every N "
         "files.")] = 10,
+    quiet: Quiet = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line for each file done or skipped.")] = False,
     force: Force = False,
     debug: Debug = False,
 ) -> None:
@@ -577,6 +909,7 @@ def batch(
     with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
         given = batch_options(context)
         fidelity_of(quality, max_error, lossless, psnr)  # refuses two at once, or a bad value
+        messages = Messages.of(quiet, verbose)
         if job is not None:
             spec = BatchJob.from_yaml(job, given)
         elif inputs is None or output is None:
@@ -586,28 +919,33 @@ def batch(
         refuse_unused(spec)
         if not spec.decompress and spec.quality is not None:
             check_quality(spec.quality)
-        lines = None if console.is_terminal else ProgressLines(lambda line: complain(line, label=None), progress_every)
+        lines = None if console.is_terminal or messages.level == 0 else ProgressLines(
+            lambda line: complain(line, label=None), progress_every)
 
         def started(dashboard: str) -> None:
-            if dashboard:
+            if dashboard and messages.level > 0:
                 needs = "" if spec.scheduler or find_spec("bokeh") else " (it needs bokeh: pip install 'mriae[batch]')"
                 complain(f"dashboard: {dashboard}{needs}", label=None)
             if lines:
                 lines.start()
 
-        with ProgressBar(console=console, transient=True, disable=not console.is_terminal) as bar:
+        visible = messages.level > 0 and console.is_terminal
+        with ProgressBar(console=console, transient=True, disable=not visible) as bar:
             task = bar.add_task("files", total=None)
 
             def advance(record, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
                 if record.status == "failed":
                     complain(record.error, label="failed")
+                elif record.status in ("done", "skipped"):
+                    line = f"{record.status}: {record.path} → {record.output} ({record.seconds:.2f} s)"
+                    messages.details(lambda: [line])
                 if lines:
                     lines(record, done, total)
 
             summary = run_batch(spec, on_record=advance, on_cluster=started)
-        say(summary.line())
-        say(f"reports: {spec.report_folder / 'batch_report.csv'} and .json")
+        messages.result(summary.line())
+        messages.result(f"reports: {spec.report_folder / 'batch_report.csv'} and .json")
         if summary.interrupted:
             raise typer.Exit(summary.exit_code)
         if summary.count("failed"):
@@ -819,9 +1157,12 @@ def train(
 
 def main() -> None:
     """The ``mriae`` command; its exit codes are in the module docstring and docs/errors.md."""
+    args, warnings = quality_option_renamed(sys.argv[1:])
+    for warning in warnings:
+        complain(warning, label="warning")
     with signals_raised():
         try:
-            code = app(prog_name="mriae", standalone_mode=False)
+            code = app(args=args, prog_name="mriae", standalone_mode=False)
         except MissingExtra as error:  # a command whose own modules need an extra (batch, evaluate, train)
             complain(str(error))
             code = 1

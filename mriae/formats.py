@@ -4,6 +4,7 @@ reads, what a decode writes for it, and why a known file type is not read."""
 
 import re
 from pathlib import PurePath
+from typing import NamedTuple
 
 MRIAE_SUFFIX = ".mriae"
 
@@ -80,3 +81,26 @@ def cannot_write(path: str | PurePath) -> str | None:
     if not suffix:
         return f"unsupported output type (use {', '.join(WRITTEN_SUFFIXES[:-1])} or {WRITTEN_SUFFIXES[-1]})"
     return None
+
+
+class OutputFormat(NamedTuple):
+    """A format ``mriae decompress --format WORD`` writes: the suffix its file takes, and
+    whether it is one file (which can go to stdout) rather than a header and a data file."""
+
+    suffix: str
+    single_file: bool
+
+
+OUTPUT_FORMATS = {
+    "nii": OutputFormat(".nii", True),
+    "nii.gz": OutputFormat(".nii.gz", True),
+    "nrrd": OutputFormat(".nrrd", True),
+    "nhdr": OutputFormat(".nhdr", False),
+    "mha": OutputFormat(".mha", True),
+    "mhd": OutputFormat(".mhd", False),
+    "mgz": OutputFormat(".mgz", True),
+    "mgh": OutputFormat(".mgh", True),
+    "hdr": OutputFormat(".hdr", False),
+    "dicom": OutputFormat("", False),
+}
+"""The words of ``--format``, one line each (dicom: a folder, one file per slice)."""

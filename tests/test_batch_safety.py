@@ -342,7 +342,7 @@ def test_a_file_finished_after_ctrl_c_is_reported_from_the_state_log(tmp_path: P
 def test_cli_refuses_a_quality_that_is_no_level_before_starting_a_cluster(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
-    result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(source), str(tmp_path / "out"), "-q", "9"],
+    result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(source), str(tmp_path / "out"), "-Q", "9"],
                             check=False, capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stderr) == (2, "error: --quality must be a level 1..8 (got 9)\n")
     assert not (tmp_path / "out").exists()

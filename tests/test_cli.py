@@ -67,11 +67,11 @@ def test_existing_output_needs_force(scan: Path):
     assert run("compress", str(scan)).returncode == 0
     output = scan.with_name("scan.mriae")
     stamp = digest(output)
-    result = run("compress", str(scan), "-q", "2")
+    result = run("compress", str(scan), "-Q", "2")
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {output} already exists (use --force to replace)"
     assert digest(output) == stamp
-    assert run("compress", str(scan), "-q", "2", "--force").returncode == 0
+    assert run("compress", str(scan), "-Q", "2", "--force").returncode == 0
     assert digest(output) != stamp
 
 
@@ -91,7 +91,7 @@ def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path: Path, scan: Path)
     assert not (tmp_path / "broken.mriae").exists()
 
     assert_clean_failure(run("compress", str(tmp_path / "nope.nii")), "nope.nii", "no such file")
-    assert_clean_failure(run("compress", str(scan), "-q", "99"), "--quality must be a level 1..8 (got 99)")
+    assert_clean_failure(run("compress", str(scan), "-Q", "99"), "--quality must be a level 1..8 (got 99)")
     assert_clean_failure(run("compress", str(scan), "--spacing", "0,1"), "--spacing")
 
     assert run("compress", str(scan)).returncode == 0

@@ -53,8 +53,8 @@ def scan(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-q", "9"], "error: --quality must be a level 1..8 (got 9)"),
-    (["-q", "0"], "error: --quality must be a level 1..8 (got 0)"),
+    (["-Q", "9"], "error: --quality must be a level 1..8 (got 9)"),
+    (["-Q", "0"], "error: --quality must be a level 1..8 (got 0)"),
     (["--spacing", "abc"], "error: --spacing must be one or three positive numbers in mm (got 'abc')"),
 ])
 def test_bad_options_are_usage_errors_before_any_work(scan: Path, args: list[str], message: str):
@@ -69,16 +69,16 @@ def test_error_lines_are_never_wrapped_when_stderr_is_not_a_terminal(tmp_path: P
     narrow = {"COLUMNS": "40"}
     result = run("compress", str(missing), env=narrow)
     assert (result.returncode, result.stderr) == (1, f"error: {missing}: no such file\n")
-    result = run("compress", str(missing), "-q", LONG, env=narrow)
+    result = run("compress", str(missing), "-Q", LONG, env=narrow)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: Invalid value for '--quality' / '-q': ")
+    assert result.stderr.startswith("error: Invalid value for '--quality' / '-Q': ")
     assert result.stderr.endswith(" (see 'mriae compress --help')\n") and result.stderr.count("\n") == 1
     result = run("compress", env=narrow)
-    assert (result.returncode, result.stderr) == (2, "error: Missing argument 'input'. (see 'mriae compress --help')\n")
+    assert (result.returncode, result.stderr) == (2, "error: Missing argument 'FILE'. (see 'mriae compress --help')\n")
 
 
 @pytest.mark.parametrize("args, message", [
-    (["compress", "x.nii", "--bogus"], "error: No such option: --bogus (see 'mriae compress --help')"),
+    (["compress", "x.nii", "--xyzzy"], "error: No such option: --xyzzy (see 'mriae compress --help')"),
     (["bogus"], "error: No such command 'bogus'. (see 'mriae --help')"),
 ])
 def test_unknown_options_and_commands_are_usage_errors(monkeypatch, capsys, args: list[str], message: str):
@@ -91,7 +91,7 @@ def test_unknown_options_and_commands_are_usage_errors(monkeypatch, capsys, args
 def test_an_unsupported_output_type_is_a_usage_error(small_mriae: Path, tmp_path: Path):
     result = run("decompress", str(small_mriae), "-o", str(tmp_path / "out.png"))
     message = (f"error: {tmp_path / 'out.png'}: unsupported output type "
-               "(use .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .mgz, .mgh or .hdr)")
+               "(use .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .mgz, .mgh or .hdr, or --format WORD)")
     assert (result.returncode, result.stderr) == (2, message + "\n")
     assert list(tmp_path.iterdir()) == []
 

@@ -334,8 +334,12 @@ def test_dicom_outputs_are_refused_before_any_work(tmp_path, volume, monkeypatch
                                "--force")
     assert code == 0, err
     assert len(list(busy.iterdir())) == 11 and (busy / "notes.txt").read_text() == "keep me"
-    code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "nrrd")
-    assert code == 2 and err.strip() == "error: --format must be dicom (got 'nrrd')"
+    code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "mha")
+    assert code == 0, err  # another format: the physical values (stored × slope + intercept), in that format
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "t1.mha"))).transpose(2, 1, 0).shape == volume.shape
+    code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom", "-o", "-")
+    assert code == 2 and err.strip() == ("error: --format dicom writes a folder of files, which stdout cannot take: "
+                                         "use -o FOLDER, or --format nii, nii.gz, nrrd, mha, mgz or mgh")
     plain = tmp_path / "plain.mriae"
     mriae.compress(volume, plain, lossless=True)
     code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(plain), "--format", "dicom", "-o",

@@ -69,16 +69,16 @@ def scaled(tmp_path: Path) -> Path:
 # ----------------------------------------------------------------------------- command line: usage
 
 
-ONE_OF = "cannot be combined: give one of -q/--quality, --max-error, --lossless, --psnr"
+ONE_OF = "cannot be combined: give one of -Q/--quality, --max-error, --lossless, --psnr"
 CONFLICTS = [
-    (["-q", "3", "--max-error", "2"], f"error: --quality and --max-error {ONE_OF}"),
+    (["-Q", "3", "--max-error", "2"], f"error: --quality and --max-error {ONE_OF}"),
     (["--lossless", "--psnr", "40"], f"error: --psnr and --lossless {ONE_OF}"),
     (["--max-error", "0", "--lossless"], f"error: --max-error and --lossless {ONE_OF}"),
     (["--max-error", "-1"], "error: bad --max-error: the maximum error must be a finite number ≥ 0, got -1.0"),
     (["--max-error", "inf"], "error: bad --max-error: the maximum error must be a finite number ≥ 0, got inf"),
     (["--psnr", "5"], "error: bad --psnr: the PSNR must be 10–200 dB, got 5.0"),
     (["--psnr", "nan"], "error: bad --psnr: the PSNR must be 10–200 dB, got nan"),
-    (["-q", "9"], "error: --quality must be a level 1..8 (got 9)"),
+    (["-Q", "9"], "error: --quality must be a level 1..8 (got 9)"),
 ]
 
 
@@ -91,10 +91,10 @@ def test_compress_refuses_conflicts_and_bad_values_before_any_work(monkeypatch, 
 
 
 def test_a_conflict_is_one_line_and_exit_2_in_a_real_process(scan: Path):
-    result = subprocess.run([sys.executable, "-m", "mriae", "compress", str(scan), "--psnr", "40", "-q", "4"],
+    result = subprocess.run([sys.executable, "-m", "mriae", "compress", str(scan), "--psnr", "40", "-Q", "4"],
                             capture_output=True, text=True, check=False, timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == ("error: --quality and --psnr cannot be combined: give one of -q/--quality, "
+    assert result.stderr == ("error: --quality and --psnr cannot be combined: give one of -Q/--quality, "
                              "--max-error, --lossless, --psnr\n")
     assert not scan.with_name("scan.mriae").exists()
 
@@ -159,7 +159,7 @@ def test_cli_lossless_round_trip_is_bit_exact(monkeypatch, capsys, scaled: Path)
 
 
 def test_cli_quality_and_psnr_say_their_coder(monkeypatch, capsys, scan: Path, tmp_path: Path):
-    code, out, _ = main(monkeypatch, capsys, "compress", str(scan), "-q", "4", "-o", str(tmp_path / "q.mriae"))
+    code, out, _ = main(monkeypatch, capsys, "compress", str(scan), "-Q", "4", "-o", str(tmp_path / "q.mriae"))
     assert code == 0 and ", network, max error " in out
     info = json.loads(main(monkeypatch, capsys, "info", "--json", str(tmp_path / "q.mriae"))[1])
     assert (info["mode"], info["quality"], info["max_error"], info["scl_slope"]) == ("learned", 4, None, None)

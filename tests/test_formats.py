@@ -306,7 +306,7 @@ def test_read_only_outputs_are_refused_before_any_work(tmp_path, monkeypatch, ca
     code, _, err = run_mriae(monkeypatch, capsys, "decompress", str(tmp_path / "x.mriae"), "-o", str(tmp_path / "x.mnc"))
     assert (code, err) == (2, f"error: {tmp_path / 'x.mnc'}: nibabel cannot write MINC (write .nii.gz or .nii instead)\n")
     code, _, err = run_mriae(monkeypatch, capsys, "decompress", str(tmp_path / "x.mriae"), "-o", str(tmp_path / "x.img"))
-    assert code == 2 and "unsupported output type (use .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .mgz, .mgh or .hdr)" in err
+    assert code == 2 and "unsupported output type (use .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .mgz, .mgh or .hdr, or --format WORD)" in err
     with pytest.raises(ImageError, match="x.v: nibabel cannot write ECAT"):
         mriae.decompress(data, tmp_path / "x.v")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mriae"]
