@@ -230,7 +230,7 @@ def test_command_line_options_win_over_the_job_file(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--decompress", "-q", "3"], "--quality does not apply to a decompress job"),
+    (["--decompress", "-Q", "3"], "--quality does not apply to a decompress job"),
     (["--decompress", "--lossless", "--job", "JOB"], "--lossless does not apply to a decompress job"),
     (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--threads-per-worker", "2"],
      "--workers and --threads-per-worker do not apply to a job on a running cluster (it sizes the embedded one)"),
