@@ -448,7 +448,8 @@ OLD_QUALITY = re.compile(r"-q([0-9]+)")
 def quality_option_renamed(args: list[str]) -> tuple[list[str], list[str]]:
     """``args`` with the old quality option, ``-q N`` or ``-qN`` (a number after -q) in a
     command that takes a quality, turned into ``--quality N``, and a deprecation warning for
-    each; a bare ``-q`` is --quiet."""
+    each; a bare ``-q``, or one before the name of an existing file or folder (``mriae
+    compress -q 1 2``: inputs 1 and 2), is --quiet."""
     command = next((arg for arg in args if not arg.startswith("-")), None)
     if command not in QUALITY_COMMANDS:
         return list(args), []
@@ -462,7 +463,8 @@ def quality_option_renamed(args: list[str]) -> tuple[list[str], list[str]]:
             break
         attached = OLD_QUALITY.fullmatch(arg)
         value = attached.group(1) if attached else None
-        if arg == "-q" and index + 1 < len(args) and re.fullmatch("[0-9]+", args[index + 1]):
+        if (arg == "-q" and index + 1 < len(args) and re.fullmatch("[0-9]+", args[index + 1])
+                and not os.path.lexists(args[index + 1])):
             value = args[index + 1]
             index += 1
         index += 1
@@ -1004,7 +1006,7 @@ def evaluation_settings(qualities: str | None, max_errors: str | None, psnrs: st
 
 @app.command()
 def evaluate(
-    input: Annotated[Path, typer.Argument(help="NIfTI (.nii, .nii.gz), NRRD or MetaImage file.")],
+    input: Annotated[Path, typer.Argument(help="Image file (any type compress reads) or folder of DICOM files.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("report"),
     qualities: Annotated[str | None, typer.Option(
         help="Quality levels, e.g. 1,3,5 or 2-6 (default: all, unless other settings are given).")] = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from hashlib import sha256
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -321,6 +322,48 @@ def test_an_output_logged_after_the_job_started_is_recognised(tmp_path: Path, mn
         (str(source), "done", "compress:q5")]
     again = run_task(item, settings, previous=None)
     assert (again.status, again.output_sha256) == ("skipped", state[0]["output_sha256"])
+
+
+def test_a_decompressed_pair_is_checked_whole_on_resume(tmp_path: Path, mni_t1: np.ndarray):
+    """A pair's data file counts as much as its header: a missing one is made again, a changed
+    one is someone's (kept unless --force), and an entry of an earlier version, which
+    checksummed the header alone, is redone once."""
+    source, packed = tmp_path / "in" / "p.hdr", tmp_path / "packed" / "p.mriae"
+    for folder in (source.parent, packed.parent):
+        folder.mkdir()
+    nib.save(nib.Nifti1Pair(anatomy(mni_t1, (16, 18, 12), np.int16, 0, 1000), np.eye(4)), source)
+    packed.write_bytes(mriae.api.compress(source, lossless=True)[0])
+    output = tmp_path / "out"
+    item, settings = Item(packed, Path("p.mriae")), Settings(output, decompress=True)
+    header, data = output / "p.hdr", output / "p.img"
+    log = tmp_path / "out.report" / ".mriae-batch-state.jsonl"
+
+    first = run_task(item, settings)
+    pair = (data.read_bytes(), header.read_bytes())
+    assert (first.status, first.output) == ("done", str(header))
+    assert (first.output_bytes, first.output_sha256) == (len(pair[0]) + len(pair[1]), sha256(pair[0] + pair[1]).hexdigest())
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["output_files"] == {"p.img": sha256(pair[0]).hexdigest(), "p.hdr": sha256(pair[1]).hexdigest()}
+    assert run_task(item, settings).status == "skipped"
+
+    data.unlink()  # the header alone is left: made again, whole
+    assert run_task(item, settings).status == "done"
+    assert (data.read_bytes(), header.read_bytes()) == pair
+    header.unlink()
+    assert run_task(item, settings).status == "done" and header.read_bytes() == pair[1]
+
+    data.write_bytes(b"someone's voxels")
+    changed = run_task(item, settings)
+    assert (changed.status, changed.error) == ("failed", f"{packed}: {data} already exists (use --force to replace)")
+    assert data.read_bytes() == b"someone's voxels"
+    assert run_task(item, Settings(output, decompress=True, force=True)).status == "done"
+    assert (data.read_bytes(), header.read_bytes()) == pair
+
+    earlier = {key: value for key, value in entry.items() if key != "output_files"}
+    log.write_text(json.dumps({**earlier, "output_sha256": sha256(pair[1]).hexdigest()}) + "\n")
+    data.write_bytes(b"not checked by an earlier version")
+    assert [run_task(item, settings).status for _ in range(2)] == ["done", "skipped"]
+    assert (data.read_bytes(), header.read_bytes()) == pair
 
 
 def test_a_file_finished_after_ctrl_c_is_reported_from_the_state_log(tmp_path: Path, mni_t1: np.ndarray):

@@ -151,6 +151,7 @@ def test_what_a_folder_walk_codes_copies_and_leaves_out(tmp_path: Path):
                  "pair/a.hdr", "pair/a.img", "pair/b.mhd", "pair/b.raw", "pair/orphan.img"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"not read")
+    (root / "pair" / "a.hdr").write_bytes((348).to_bytes(4, "little") + b"not read")
     (root / "pair" / "b.mhd").write_bytes(b"ObjectType = Image\nElementDataFile = b.raw\n")
     outside.mkdir()
     (outside / "secret.json").write_bytes(b"not copied")
@@ -190,6 +191,39 @@ def test_what_a_folder_walk_codes_copies_and_leaves_out(tmp_path: Path):
         ("sub-01/anat/sub-01_hemi-L_pial.surf.gii", "skip", "GIFTI surface data is not supported (mriae codes volumes) (not copied)"),
         ("sub-01/func/sub-01_task-rest_bold.dtseries.nii", "skip",
          "CIFTI-2 (surface/grayordinate data) is not supported (not copied)")]
+
+
+OTHER_FILES_NAMED_LIKE_IMAGES = {
+    "derivatives/fsl/prefiltered_func_data_mcf.par": b"-0.00165  0.00021  0.00038  0.0211 -0.0402  0.0617\n",
+    "derivatives/fsl/prefiltered_func_data_mcf.rec": b"notes on the motion correction\n",
+    "spectra/cube.hdr": b"ENVI\ndescription = {a hyperspectral cube}\nsamples = 4\nlines = 4\nbands = 2\n",
+    "spectra/cube.img": bytes(range(64)),
+    "code/counter.v": b"module counter(input clk, output reg [3:0] n);\nendmodule\n",
+    "notes/session+orig.HEAD": b"head coil, 32 channels\n",
+    "notes/session+orig.BRIK": b"not an AFNI dataset either\n",
+}
+
+
+def test_files_named_like_images_that_hold_something_else_are_copied(tmp_path: Path, in_process):
+    """FSL motion parameters (.par), an ENVI cube (.hdr + .img), a Verilog .v, a text .HEAD:
+    their first bytes are not the image type their suffix names, so they and the files beside
+    them are other files, copied unchanged; a real pair beside them is still coded."""
+    root = tmp_path / "ds"
+    for name, content in OTHER_FILES_NAMED_LIKE_IMAGES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    pair = nib.Nifti1Pair(np.arange(60, dtype=np.int16).reshape(3, 4, 5), AFFINE)
+    nib.save(pair, root / "spectra" / "t1.hdr")
+    assert [(item.relative.as_posix(), item.action, item.reason) for item in discover(root, copy_other=True)] == [
+        *((name, "copy", "") for name in sorted(OTHER_FILES_NAMED_LIKE_IMAGES)), ("spectra/t1.hdr", "code", "")]
+    assert [item.relative.as_posix() for item in discover(root)] == ["spectra/t1.hdr"]
+
+    summary = run_batch(BatchJob(str(root), str(tmp_path / "out")))
+    assert (summary.count("done"), summary.count("copied"), summary.count("failed")) == (1, 7, 0)
+    assert tree(tmp_path / "out") == sorted([*OTHER_FILES_NAMED_LIKE_IMAGES, "spectra/t1.mriae"])
+    for name, content in OTHER_FILES_NAMED_LIKE_IMAGES.items():
+        assert (tmp_path / "out" / name).read_bytes() == content
+    assert np.array_equal(mriae.decompress(tmp_path / "out" / "spectra" / "t1.mriae").array, pair.get_fdata())
 
 
 def test_a_link_followed_inside_the_tree_is_copied_as_a_file_and_one_leaving_it_fails(tmp_path: Path, in_process):

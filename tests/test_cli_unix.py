@@ -282,6 +282,23 @@ def test_quality_option_renamed():
         assert quality_option_renamed(args) == (args, [])
 
 
+def test_q_before_an_existing_path_is_quiet(tmp_path: Path, monkeypatch, capsys):
+    """``mriae compress -q 1 2`` with DICOM folders 1 and 2 codes both, quietly, at the default quality."""
+    pytest.importorskip("SimpleITK")
+    from test_dicom import write_series as write_dicom_series
+
+    monkeypatch.chdir(tmp_path)
+    assert quality_option_renamed(["compress", "-q", "1", "2"])[0] == ["compress", "--quality", "1", "2"]  # no 1 yet
+    for name in ("1", "2"):
+        write_dicom_series(tmp_path / name, np.arange(12 * 10 * 4, dtype=np.int16).reshape(12, 10, 4) * int(name))
+    assert quality_option_renamed(["compress", "-q", "1", "2"]) == (["compress", "-q", "1", "2"], [])
+    assert quality_option_renamed(["compress", "-q", "3", "2"])[0] == ["compress", "--quality", "3", "2"]
+    assert main(monkeypatch, capsys, "compress", "-q", "1", "2") == (0, "", "")
+    for name in ("1", "2"):
+        info = json.loads(main(monkeypatch, capsys, "info", "--json", f"{name}.mriae")[1])
+        assert (info["quality"], info["shape"]) == (5, [12, 10, 4])
+
+
 def test_the_old_quality_option_of_batch_still_works_with_a_warning(tmp_path: Path, monkeypatch, capsys):
     (tmp_path / "in").mkdir()
     code, out, err = main(monkeypatch, capsys, "batch", str(tmp_path / "in"), str(tmp_path / "out"), "-q", "9")

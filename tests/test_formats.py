@@ -21,7 +21,7 @@ from mriae.batch.inputs import discover
 from mriae.formats import refusal, restored_suffix
 from mriae.header import HeaderError, read_header
 from mriae.io import ImageError, read_image
-from mriae.io.image import source_files
+from mriae.io.image import content_mismatch, source_files, voxel_file
 
 AFFINE = np.array([[-2.0, 0, 0, 30], [0, 2.5, 0, -20], [0, 0, 3, -10], [0, 0, 0, 1]])
 
@@ -298,6 +298,26 @@ def test_files_mriae_does_not_compress_are_refused_with_why(tmp_path, monkeypatc
     assert not list(tmp_path.glob("*.mriae"))
     if name != "plain.nii" and name != "T1.PAR":
         assert refusal(source) == message  # from the name alone, as batch lists skipped files
+
+
+@pytest.mark.parametrize(("name", "content", "message", "real"), [
+    ("prefiltered_func_data_mcf.par", b"-0.00165  0.00021  0.00038  0.0211 -0.0402  0.0617\n",
+     "not a PAR/REC header (no '# === DATA DESCRIPTION FILE' line at its top)", "T1.PAR"),
+    ("cube.hdr", b"ENVI\nsamples = 4\nlines = 4\nbands = 2\n",
+     "not an Analyze/NIfTI header (its first 4 bytes, sizeof_hdr, are not 348 or 540)", "analyze.hdr"),
+    ("session+orig.HEAD", b"head coil, 32 channels\n", "not an AFNI header (no 'type = ...-attribute' line at its top)",
+     "scaled+tlrc.HEAD"),
+    ("counter.v", b"module counter;\nendmodule\n", "not an ECAT 7 image (it does not start with 'MATRIX')", "tinypet.v"),
+])
+def test_a_file_whose_first_bytes_are_not_its_suffixs_type_is_refused_as_such(tmp_path, monkeypatch, capsys, name,
+                                                                               content, message, real):
+    source = tmp_path / name
+    source.write_bytes(content)
+    if voxel_file(source) is not None:  # its voxel file is there: not what the error is about
+        voxel_file(source).write_bytes(b"\x00" * 128)
+    code, out, err = run_mriae(monkeypatch, capsys, "compress", str(source))
+    assert (code, out, err) == (1, "", f"error: {source}: {message}\n")
+    assert (content_mismatch(source), content_mismatch(NIBABEL_DATA / real)) == (message, None)
 
 
 def test_read_only_outputs_are_refused_before_any_work(tmp_path, monkeypatch, capsys):

@@ -23,7 +23,7 @@ from mriae.fidelity import Fidelity
 from mriae.formats import restored_suffix
 from mriae.header import read_header
 from mriae.io.atomic import check_targets, staging_folder
-from mriae.io.image import file_stem, names_a_label_map, source_files
+from mriae.io.image import file_stem, image_files, names_a_label_map, source_files
 
 COPY_SIGNATURE = "copy"
 """How the state log signs a file copied verbatim."""
@@ -139,28 +139,45 @@ def file_fidelity(path: Path, fidelity: Fidelity) -> Fidelity:
     return Fidelity.of(lossless=True) if never_degraded else fidelity
 
 
-def made_by_this_job(previous: dict | None, target: Path, signature: str) -> bool:
-    """True if ``previous`` (this file's entry in the job's state log) made ``target`` with
-    the settings ``signature`` and it is still there unchanged (by checksum)."""
-    return bool(
-        previous
-        and previous.get("settings") == signature
-        and target.is_file()
-        and sha256_of(target) == previous.get("output_sha256")
-    )
+def logged_checksums(entry: dict, files: list[Path]) -> dict[Path, str | None]:
+    """The SHA-256 the state log ``entry`` records for each of the output ``files`` (a
+    decompressed pair: its data file, then its header): every one (``output_files``); for an
+    entry of an earlier version, which checksummed only the last (the header), that one."""
+    if "output_files" in entry:
+        return {file: entry["output_files"][file.name] for file in files if file.name in entry["output_files"]}
+    return {files[-1]: entry.get("output_sha256")}
 
 
-def entry_of_output(item: Item, settings: Settings, previous: dict | None, target: Path,
+def made_by_this_job(previous: dict | None, files: list[Path], signature: str) -> bool:
+    """True if ``previous`` (this file's entry in the job's state log) made the output
+    ``files`` with the settings ``signature`` and those still there are unchanged: each has
+    its logged checksum (:func:`logged_checksums`; the job makes one that is missing again,
+    :func:`whole`)."""
+    if not (previous and previous.get("settings") == signature):
+        return False
+    there = {file: checksum for file, checksum in logged_checksums(previous, files).items() if file.is_file()}
+    return bool(there) and all(sha256_of(file) == checksum for file, checksum in there.items())
+
+
+def whole(entry: dict, files: list[Path]) -> bool:
+    """True if every one of the output ``files`` is there and ``entry`` logged its checksum
+    (which :func:`made_by_this_job` checked): not for a pair whose data file is missing, nor
+    for one an earlier version logged (its data file was never checksummed): both are redone."""
+    return logged_checksums(entry, files).keys() == set(files) and all(file.is_file() for file in files)
+
+
+def entry_of_output(item: Item, settings: Settings, previous: dict | None, files: list[Path],
                     signature: str) -> dict | None:
-    """This file's state entry if this job made ``target`` (with ``signature``, unchanged
-    since), else None. ``previous`` is the entry when the job started; for an output it does
-    not vouch for, the state log is read again (the output may come from an attempt the
-    client never heard of: a task that finished after Ctrl-C, a worker lost after its write)."""
-    if made_by_this_job(previous, target, signature):
+    """This file's state entry if this job made the output ``files`` (with ``signature``,
+    unchanged since), else None. ``previous`` is the entry when the job started; for an
+    output it does not vouch for, the state log is read again (the output may come from an
+    attempt the client never heard of: a task that finished after Ctrl-C, a worker lost after
+    its write)."""
+    if made_by_this_job(previous, files, signature):
         return previous
-    if target.exists():
+    if any(file.exists() for file in files):
         previous = settings.state().get(str(item.source))
-        if made_by_this_job(previous, target, signature):
+        if made_by_this_job(previous, files, signature):
             return previous
     return None
 
@@ -194,12 +211,14 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
     target = inside(output_path(item, settings.output_root, settings.decompress, suffix), settings.output_root,
                     item.source)
     record.output = str(target)
+    files = image_files(target) if settings.decompress else [target]  # a pair: its data file, then target
     fidelity = None if settings.decompress else file_fidelity(item.source, settings.fidelity)
-    previous = entry_of_output(item, settings, previous, target, settings.signature)
-    if previous and previous["source_sha256"] == record.source_sha256 and _same_fidelity(previous, fidelity):
+    previous = entry_of_output(item, settings, previous, files, settings.signature)
+    if (previous and whole(previous, files) and previous["source_sha256"] == record.source_sha256
+            and _same_fidelity(previous, fidelity)):
         record.status = "skipped"
         record.output_sha256 = previous["output_sha256"]
-        record.output_bytes = target.stat().st_size
+        record.output_bytes = sum(file.stat().st_size for file in files)
         record.bits_per_voxel, record.psnr = previous.get("bits_per_voxel"), previous.get("psnr")
         record.max_error, record.coder = previous.get("max_error"), previous.get("coder", "")
         record.fidelity = previous.get("fidelity", "")
@@ -213,10 +232,11 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
         record.coder, record.max_error, record.fidelity = stats.coder, stats.max_error, fidelity.name
         record.bits_per_voxel = stats.bits_per_voxel
         record.psnr = stats.psnr if stats.psnr != float("inf") else None
-    record.output_bytes = target.stat().st_size
-    record.output_sha256 = sha256_of(target)
+    record.output_bytes = sum(file.stat().st_size for file in files)
+    checksums = {file.name: sha256_of(file) for file in files}
+    record.output_sha256 = sha256_of(*files) if len(files) > 1 else checksums[target.name]
     record.status = "done"
-    append_state(settings.report_folder, {**record.to_dict(), "settings": settings.signature, "run": settings.run})
+    _log(settings, record, settings.signature, checksums)
 
 
 def _same_fidelity(entry: dict, fidelity: Fidelity | None) -> bool:
@@ -242,7 +262,7 @@ def _copy(item: Item, settings: Settings, previous: dict | None, record: Record)
     record.output = str(target)
     there = target.is_file() and not target.is_symlink() and sha256_of(target) == record.source_sha256
     if not there:
-        replace = bool(entry_of_output(item, settings, previous, target, COPY_SIGNATURE)) or settings.force
+        replace = bool(entry_of_output(item, settings, previous, [target], COPY_SIGNATURE)) or settings.force
         check_targets([target], replace)
         with staging_folder(target.parent, replace) as scratch:
             shutil.copyfile(item.source, scratch / target.name)
@@ -251,4 +271,11 @@ def _copy(item: Item, settings: Settings, previous: dict | None, record: Record)
     record.status = "skipped" if there or item.reason else "copied"
     record.error = f"{item.source}: {item.reason}" if item.reason else ""
     if not there:
-        append_state(settings.report_folder, {**record.to_dict(), "settings": COPY_SIGNATURE, "run": settings.run})
+        _log(settings, record, COPY_SIGNATURE, {target.name: record.output_sha256})
+
+
+def _log(settings: Settings, record: Record, signature: str, checksums: dict[str, str]) -> None:
+    """Append ``record`` to the job's state log, with the ``signature`` of the settings it was
+    made with and the SHA-256 of each of its output files by name (``output_files``)."""
+    append_state(settings.report_folder, {**record.to_dict(), "settings": signature, "run": settings.run,
+                                          "output_files": checksums})

@@ -1,6 +1,7 @@
 """What a batch job does with each file of an input folder: code it, copy it verbatim (a
 BIDS dataset's sidecars, tables, README, and image types mriae does not code), or only
-report it, with the reason.
+report it, with the reason. A file whose suffix is an image type's but whose first bytes are
+not (FSL motion parameters ``.par``, an ENVI ``.hdr`` and its ``.img``) is an other file.
 
 Symbolic links are followed only to files inside the folder: a link leading out of it, a
 broken link and a link to a folder are reported, never followed. Version-control folders
@@ -18,7 +19,7 @@ from pathlib import Path
 from mriae.batch.state import STATE_FILE
 from mriae.formats import MRIAE_SUFFIX, refusal
 from mriae.io.atomic import STAGING_PREFIX
-from mriae.io.image import output_suffix, source_files
+from mriae.io.image import content_mismatch, output_suffix, source_files
 
 CODE, COPY, SKIP, FAIL = "code", "copy", "skip", "fail"
 """What a job does with a file: (de)compress it, copy it verbatim, or only report it
@@ -30,10 +31,12 @@ REPORT_NAMES = frozenset({"batch_report.csv", "batch_report.json"})
 
 
 def coded(path: Path, decompress: bool) -> bool:
-    """True for a file the job codes: a .mriae file to decompress, an image to compress."""
+    """True for a file the job codes: a .mriae file to decompress, an image to compress (not
+    a file whose suffix only looks like one: FSL motion parameters .par, an ENVI .hdr, by
+    :func:`mriae.io.image.content_mismatch`)."""
     if decompress:
         return path.name.endswith(MRIAE_SUFFIX)
-    return bool(output_suffix(path)) and refusal(path) is None
+    return bool(output_suffix(path)) and refusal(path) is None and content_mismatch(path) is None
 
 
 def walk(root: Path, decompress: bool, copy_other: bool,
@@ -62,13 +65,19 @@ def _walk(root: Path, real_root: Path, decompress: bool, copy_other: bool,
                 folders.remove(name)
                 if copy_other:
                     yield (path.relative_to(root), *outcome)
-        belonging = set() if decompress else {
-            data.name for name in files for data in source_files(here / name)[1:] if coded(here / name, decompress)}
+        to_code = {name for name in files if coded(here / name, decompress)}
+        belonging: set[str] = set()  # the data files of coded pairs (x.img of x.hdr, x.raw of x.mhd)
+        foreign: set[str] = set()  # those of a header that is no image (an ENVI .hdr's .img): other files
+        if not decompress:
+            for name in files:
+                data = {file.name for file in source_files(here / name)[1:]}
+                (belonging if name in to_code else foreign).update(data)
         for name in files:
-            if name in belonging:  # the data file of a coded pair (x.img of x.hdr, x.raw of x.mhd)
+            if name in belonging:
                 continue
             path = here / name
-            outcome = _file(path, path.relative_to(root), real_root, decompress, copy_other)
+            outcome = _file(path, path.relative_to(root), real_root, decompress, copy_other, name in to_code,
+                            name in foreign)
             if outcome is not None:
                 yield (path.relative_to(root), *outcome)
 
@@ -84,11 +93,12 @@ def _folder(path: Path, real_root: Path) -> tuple[str, str] | None:
     return None
 
 
-def _file(path: Path, relative: Path, real_root: Path, decompress: bool,
-          copy_other: bool) -> tuple[str, str] | None:
-    """What becomes of a file (None: the job does not deal with it)."""
-    uncoded = None if decompress else refusal(path)
-    if not (copy_other or uncoded or coded(path, decompress)):
+def _file(path: Path, relative: Path, real_root: Path, decompress: bool, copy_other: bool, to_code: bool,
+          foreign: bool) -> tuple[str, str] | None:
+    """What becomes of a file (None: the job does not deal with it): ``to_code`` if
+    :func:`coded`, ``foreign`` for the data file of a header that is no image."""
+    uncoded = None if decompress or foreign else refusal(path)
+    if not (copy_other or uncoded or to_code):
         return None
     if path.name == STATE_FILE or path.name.startswith(STAGING_PREFIX) or (
             len(relative.parts) == 1 and path.name in REPORT_NAMES):
@@ -100,7 +110,7 @@ def _file(path: Path, relative: Path, real_root: Path, decompress: bool,
         return FAIL, "not a regular file, not copied"
     if uncoded:
         return (COPY, f"{uncoded} (copied unchanged)") if copy_other else (SKIP, f"{uncoded} (not copied)")
-    return (CODE, "") if coded(path, decompress) else (COPY, "")
+    return (CODE, "") if to_code else (COPY, "")
 
 
 def _link_problem(path: Path, real_root: Path) -> tuple[str, str] | None:

@@ -174,6 +174,43 @@ def check_voxel_file(path: Path) -> None:
         raise ImageError(f"{path}: its voxel file {data.name} is missing")
 
 
+def _sizeof_hdr(head: bytes) -> bool:
+    """True if ``head`` starts with the header size of Analyze/NIfTI-1 (348) or NIfTI-2 (540), in either byte order."""
+    return len(head) >= 4 and not {int.from_bytes(head[:4], order) for order in ("little", "big")}.isdisjoint({348, 540})
+
+
+_AFNI_ATTRIBUTE = re.compile(rb"type\s*=\s*(string|integer|float)-attribute")
+CONTENT_CHECKS: dict[str, tuple[Callable[[bytes], bool], str]] = {
+    ".hdr": (_sizeof_hdr, "not an Analyze/NIfTI header (its first 4 bytes, sizeof_hdr, are not 348 or 540)"),
+    ".par": (lambda head: b"DATA DESCRIPTION FILE" in head,
+             "not a PAR/REC header (no '# === DATA DESCRIPTION FILE' line at its top)"),
+    ".head": (lambda head: _AFNI_ATTRIBUTE.search(head) is not None,
+              "not an AFNI header (no 'type = ...-attribute' line at its top)"),
+    ".v": (lambda head: head.startswith(b"MATRIX"), "not an ECAT 7 image (it does not start with 'MATRIX')"),
+}
+"""Image types whose suffix other files have too (FSL motion parameters .par, ENVI .hdr, a
+text .head or .v): how the first kilobyte of one looks, and what a file that does not look
+like it is not."""
+_SNIFF_BYTES = 1024
+
+
+def content_mismatch(path: str | os.PathLike) -> str | None:
+    """Why the regular file ``path``, whose suffix other files have too
+    (:data:`CONTENT_CHECKS`), does not hold that image type, by its first kilobyte; None for
+    one that looks like it, a file of another type, or one that cannot be read (its reader
+    says why). Such a file is no image: ``mriae batch`` copies it as any other file."""
+    path = Path(path)
+    check = CONTENT_CHECKS.get(output_suffix(path))
+    if check is None or not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except OSError:
+        return None
+    return None if check[0](head) else check[1]
+
+
 def read_image(path: str | os.PathLike) -> Image:
     """Read an image file, or the one DICOM series in a folder (whose name has no image
     suffix: :func:`mriae.io.dicom.read_series`); raises ImageError with a one-line reason on
@@ -181,7 +218,8 @@ def read_image(path: str | os.PathLike) -> Image:
     installed).
 
     A header that claims more voxels than :class:`~mriae.limits.Limits` allow, or more bytes
-    than the file holds, is refused before its voxels are allocated.
+    than the file holds, is refused before its voxels are allocated; so is a file whose first
+    bytes are not of its type (:func:`content_mismatch`: FSL motion parameters named .par).
     """
     path = Path(path)
     suffix = output_suffix(path)
@@ -197,6 +235,9 @@ def read_image(path: str | os.PathLike) -> Image:
         reason = refusal(path) or f"unsupported file type (expected one of {', '.join(SUFFIXES)})"
         raise ImageError(f"{path}: {reason}")
     _require_itk(path, suffix)
+    mismatch = content_mismatch(path)
+    if mismatch:
+        raise ImageError(f"{path}: {mismatch}")
     try:
         check_voxel_file(path)
         image = _reader(suffix)(path, suffix)

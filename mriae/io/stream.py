@@ -126,8 +126,9 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
 
 def write_image_to(image: Image, stream: BinaryIO, suffix: str) -> None:
     """Write ``image`` to ``stream`` as a file of the single-file format ``suffix`` (.nii,
-    .nii.gz, .nrrd, .mha). The file is made whole in a private folder first, so that every
-    error comes before the first byte is written."""
+    .nii.gz, .nrrd, .mha, .mgz, .mgh: those of :data:`mriae.formats.OUTPUT_FORMATS` that are
+    one file). The file is made whole in a private folder first, so that every error comes
+    before the first byte is written."""
     with tempfile.TemporaryDirectory(prefix="mriae-stream-") as folder:
         path = Path(folder) / f"stream{suffix}"
         write_image(image, path)
