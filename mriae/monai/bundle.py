@@ -29,7 +29,7 @@ from mriae.formats import restored_suffix
 from mriae.io import Image, image_files, output_suffix, read_image, write_image
 from mriae.io.atomic import check_targets
 from mriae.io.dicom import holds_dicom_files
-from mriae.io.image import SUFFIXES
+from mriae.io.image import SUFFIXES, content_mismatch
 from mriae.monai.save import OVERWRITE, stem_of
 from mriae.training.config import TrainConfig
 from mriae.training.train import TrainingVolumes, train
@@ -54,15 +54,15 @@ class BundleRunError(RuntimeError):
 
 
 def list_images(dataset_dir: str, suffixes: Sequence[str] = SUFFIXES) -> list[str]:
-    """Image files and DICOM series folders directly in ``dataset_dir`` (sorted); a clear
-    error if there are none."""
+    """Image files (whose first bytes are of their suffix's type) and DICOM series folders
+    directly in ``dataset_dir`` (sorted); a clear error if there are none."""
     folder = Path(dataset_dir)
     if not folder.is_dir():
         raise BundleInputError(f"dataset_dir {folder} is not a folder (override it with --dataset_dir DIR; "
                                "the defaults are relative to bundle_root: run from the bundle folder or give "
                                "--bundle_root)")
     files = sorted(str(p) for p in folder.iterdir()
-                   if (p.is_file() and output_suffix(p) in suffixes) or holds_dicom_files(p))
+                   if (p.is_file() and output_suffix(p) in suffixes and not content_mismatch(p)) or holds_dicom_files(p))
     if not files:
         raise BundleInputError(f"dataset_dir {folder} holds no images ({', '.join(suffixes)})")
     return files
