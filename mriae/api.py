@@ -24,6 +24,7 @@ from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_i
 from mriae.io.atomic import check_targets
 from mriae.io.dicom import check_series_folder, read_series, write_series
 from mriae.io.image import names_a_label_map, output_suffix, source_files
+from mriae.io.scale import written_as
 from mriae.io.stream import STDIN_NAME
 from mriae.parallel import using
 
@@ -171,8 +172,11 @@ def decompress(
     ``format="dicom"``: ``output`` is a folder, and a file made from a DICOM series is
     written back as one (:func:`mriae.io.dicom.write_series`: one file per slice, key
     attributes as they were, new UIDs); FileExistsError if the folder holds anything,
-    unless ``force``. A DICOM-sourced file written to an image file gets its physical
-    values (the rescale as ``scl_slope``/``scl_inter`` in NIfTI when one serves every slice).
+    unless ``force``. Written to another format than its own, a scaled image (NIfTI
+    ``scl_slope``/``scl_inter``, a pair's scale, a DICOM rescale) keeps its physical values:
+    the scale in a NIfTI/pair header when one float32 scale serves the whole image, else the
+    physical values as float32 or float64 (:mod:`mriae.io.scale`); ImageError before decoding
+    when the format cannot hold them (MGH, float32 at most).
     """
     pipeline = _pipeline()
     check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image
@@ -193,6 +197,8 @@ def decompress(
     if format == "dicom" and header.image.source.get("kind") != "dicom":
         raise ValueError(f"made from a {header.image.suffix} file, not a DICOM series: only those can be "
                          "written as DICOM")
+    if output is not None and format is None:
+        written_as(header.image.source, header.image.dtype, output_suffix(Path(output)))  # refused before decoding
     with using(threads):
         image = decompress_image(data, progress=progress, roi=roi, downsample=downsample)
     if format == "dicom":

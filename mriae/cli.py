@@ -44,6 +44,7 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae.io import ImageError
     from mriae.io.atomic import UnwritableOutput, check_targets, staging_folder
     from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
+    from mriae.io.scale import written_as
     from mriae.io.stream import STDIN_NAME, spooled_image, write_image_to
     from mriae.parallel import available_cores
     from mriae.transforms.tiles import region_of
@@ -680,6 +681,8 @@ def decompress(
             claim(target, input, claimed)
             if unnamed:
                 check_targets([target], force)
+        written_suffix = (target is not None and output_suffix(target)) or suffix
+        written_as(header.image.source, header.image.dtype, written_suffix)  # refuses what it cannot hold, now
         with volume_progress("decompressing", messages.level > 0) as progress:
             image = api.decompress(data, None if target is None or unnamed else target, roi=region,
                                    downsample=factor, progress=progress, force=force, threads=threads)
@@ -689,8 +692,10 @@ def decompress(
         elif unnamed:
             with staging_folder(target.parent, force) as scratch, open(scratch / target.name, "wb") as stream:
                 write_image_to(image, stream, suffix)
+        written = written_as(image.source, image.array.dtype, written_suffix)
+        notes = [text for text in (note if written_suffix == suffix else "", written.note) if text]
         messages.result(f"{shown(input, STDIN_NAME)} → {shown(target, STDOUT_NAME)}: shape {tuple(image.array.shape)}, "
-                        f"{image.array.dtype}" + (f" ({note})" if note else ""))
+                        f"{written.dtype}" + "".join(f" ({text})" for text in notes))
         timing = f"{seconds_since(started)} in all ({decoded} to read and decode)"
         messages.details(lambda: coding_details(data, threads, timing))
 

@@ -308,7 +308,7 @@ def test_per_slice_rescales_are_kept_and_give_physical_values_elsewhere(tmp_path
     np.testing.assert_array_equal(image.array, volume)
     assert image.source["slices"]["0028|1053"] == [f"{slope:g}" for slope, _ in rescales]
     nifti = nib.load(tmp_path / "ct.nii.gz")
-    assert nifti.get_data_dtype() == np.float64
+    assert nifti.get_data_dtype() == np.float32  # stored int16 × 1, 2 or 3 − 1024: every one a float32
     np.testing.assert_array_equal(np.asarray(nifti.dataobj), physical)
     mriae.decompress(data, tmp_path / "back", format="dicom")
     values, _ = itk_series(tmp_path / "back")

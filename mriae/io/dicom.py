@@ -32,9 +32,8 @@ import numpy as np
 from mriae import __version__
 from mriae.dicom_tags import KEPT, REQUIRED, RESCALE, check_value, number
 from mriae.extras import require
-from mriae.formats import NIFTI_SUFFIXES
 from mriae.io.atomic import check_writable, staging_folder
-from mriae.io.image import Image, ImageError, _native_stderr_silenced, fresh_nifti_source, one_line, output_suffix
+from mriae.io.image import Image, ImageError, _native_stderr_silenced, one_line, output_suffix
 from mriae.limits import LimitError, Limits
 
 if TYPE_CHECKING:
@@ -328,7 +327,7 @@ def _kept(slices: list[_Slice]) -> dict:
 # ------------------------------------------------------------------------ other views of a series
 
 
-def _rescales(source: dict) -> np.ndarray:
+def rescales(source: dict) -> np.ndarray:
     """(slope, intercept) per slice of a ``dicom`` record, shape (slices, 2)."""
     per_slice = source.get("slices", {})
     slopes, intercepts = (per_slice.get(key, [source["tags"].get(key)] * source["shape"][2]) for key in RESCALE)
@@ -346,7 +345,7 @@ def preview_record(source: dict, shape: tuple[int, ...], voxels: np.ndarray) -> 
     of each preview slice's first source slice. ImageError for a preview that averages
     slices whose rescale differs (stored values of different scales)."""
     factor, offset = float(voxels[2, 2]), float(voxels[2, 3])
-    if offset != 0 and len(np.unique(_rescales(source), axis=0)) > 1:
+    if offset != 0 and len(np.unique(rescales(source), axis=0)) > 1:
         raise ImageError("a preview that averages slices of different rescales cannot be made; decode it whole")
     return _picked(source, shape, [int(j * factor) for j in range(shape[2])])
 
@@ -356,21 +355,6 @@ def _picked(source: dict, shape: tuple[int, ...], picks) -> dict:
     if "slices" in source:
         record["slices"] = {key: [values[k] for k in picks] for key, values in source["slices"].items()}
     return record
-
-
-def as_other_format(image: Image, suffix: str) -> Image:
-    """``image`` (of a ``dicom`` record) as it is written to an image file of ``suffix``:
-    its stored values as they are without a rescale; with one rescale for every slice, in a
-    NIfTI file, with it as ``scl_slope``/``scl_inter`` (float32, as NIfTI stores them);
-    otherwise its physical values (stored × slope + intercept, per slice) as float64."""
-    rescales = _rescales(image.source)
-    plain = Image(image.array, image.affine, suffix, {})
-    if (rescales == (1.0, 0.0)).all():
-        return plain
-    if suffix in NIFTI_SUFFIXES and len(np.unique(rescales, axis=0)) == 1:
-        return Image(image.array, image.affine, suffix, fresh_nifti_source(plain, tuple(rescales[0])))
-    physical = image.array.astype(np.float64) * rescales[:, 0] + rescales[:, 1]
-    return Image(physical, image.affine, suffix, {})
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -396,14 +396,14 @@ def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) 
 
     Written in its own format, an image gets its original header back (NIfTI header bytes,
     ITK geometry and metadata); written in another format, or made from a bare array, it
-    gets a fresh header carrying its affine. A boolean array is written as uint8 0/1.
+    gets a fresh header carrying its affine, and a scaled image its scale or its physical
+    values (:mod:`mriae.io.scale`). A boolean array is written as uint8 0/1.
     """
     path = Path(path)
-    files = image_files(path)
-    if image.source.get("kind") == "dicom":
-        from mriae.io.dicom import as_other_format
+    from mriae.io.scale import as_written
 
-        image = as_other_format(image, output_suffix(path))
+    files = image_files(path)
+    image = as_written(image, output_suffix(path))
     if image.array.dtype == np.bool_:  # no image format stores booleans: a mask is written as 0/1 uint8
         image = Image(image.array.view(np.uint8), image.affine, image.suffix, image.source)
     if image.array.dtype.kind not in "iuf":
@@ -561,12 +561,7 @@ def region_source(source: dict, shape: tuple[int, ...], start: tuple[int, ...]) 
 
 def _nifti_region(header_text: str, shape: tuple[int, ...], start: tuple[int, ...]) -> str:
     """The base64 NIfTI header (extensions kept) of a region: ``shape``, origins moved to ``start``."""
-    import nibabel as nib
-
-    raw = base64.b64decode(header_text)
-    order = next(order for order in "<>" if struct.unpack_from(order + "i", raw, 0)[0] in (348, 540))
-    size = struct.unpack_from(order + "i", raw, 0)[0]
-    header = (nib.Nifti1Header if size == 348 else nib.Nifti2Header)(raw[:size], endianness=order, check=False)
+    header, raw, size = _nifti_header(header_text)
     header.set_data_shape(shape)
     offset = np.asarray(start, dtype=np.float64)
     if header["qform_code"] > 0:

@@ -158,14 +158,16 @@ def read_pair(path: Path, suffix: str) -> Image:
 def pair_bytes(image: Image) -> tuple[bytes, bytes]:
     """The .hdr and .img files of ``image``: its own pair header, or a fresh NIfTI-1 pair
     header carrying its affine."""
-    source = image.source if image.source.get("kind") == "pair" else _fresh_pair_source(image)
+    source = image.source if image.source.get("kind") == "pair" else fresh_pair_source(image)
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
     return base64.b64decode(source["header"]), base64.b64decode(source["prefix"]) + voxels.tobytes(order="F")
 
 
-def _fresh_pair_source(image: Image) -> dict:
+def fresh_pair_source(image: Image, scaling: tuple[float, float] | None = None) -> dict:
+    """NIfTI-1 pair header record for an image without one, carrying its affine and the
+    (scl_slope, scl_inter) ``scaling`` (None: unscaled)."""
     array = np.asarray(image.array)
-    header = _nifti_pair_header(fresh_nifti_header(array, image.affine), image.affine, (None, None))
+    header = _nifti_pair_header(fresh_nifti_header(array, image.affine), image.affine, scaling or (None, None))
     return _pair_source(header, array.shape)
 
 
