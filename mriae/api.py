@@ -171,8 +171,10 @@ def decompress(
     ``format="dicom"``: ``output`` is a folder, and a file made from a DICOM series is
     written back as one (:func:`mriae.io.dicom.write_series`: one file per slice, key
     attributes as they were, new UIDs); FileExistsError if the folder holds anything,
-    unless ``force``. A DICOM-sourced file written to an image file gets its physical
-    values (the rescale as ``scl_slope``/``scl_inter`` in NIfTI when one serves every slice).
+    unless ``force``, or DICOM files of another series, even with ``force``
+    (:func:`mriae.io.dicom.check_series_folder`). A DICOM-sourced file written to an image
+    file gets its physical values (the rescale as ``scl_slope``/``scl_inter`` in NIfTI when
+    one serves every slice).
     """
     pipeline = _pipeline()
     check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image
