@@ -172,11 +172,12 @@ def decompress(
     ``format="dicom"``: ``output`` is a folder, and a file made from a DICOM series is
     written back as one (:func:`mriae.io.dicom.write_series`: one file per slice, key
     attributes as they were, new UIDs); FileExistsError if the folder holds anything,
-    unless ``force``. Written to another format than its own, a scaled image (NIfTI
-    ``scl_slope``/``scl_inter``, a pair's scale, a DICOM rescale) keeps its physical values:
-    the scale in a NIfTI/pair header when one float32 scale serves the whole image, else the
-    physical values as float32 or float64 (:mod:`mriae.io.scale`); ImageError before decoding
-    when the format cannot hold them (MGH, float32 at most).
+    unless ``force``, or DICOM files of another series, even with ``force``
+    (:func:`mriae.io.dicom.check_series_folder`). Written to another format than its own, a
+    scaled image (NIfTI ``scl_slope``/``scl_inter``, a pair's scale, a DICOM rescale) keeps its
+    physical values: the scale in a NIfTI/pair header when one float32 scale serves the whole
+    image, else the physical values as float32 or float64 (:mod:`mriae.io.scale`); ImageError
+    before decoding when the format cannot hold them (MGH, float32 at most).
     """
     pipeline = _pipeline()
     check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image

@@ -337,14 +337,19 @@ def check_stdin(inputs: list[Path]) -> None:
         raise UsageError("refusing to read binary data from a terminal; give a file or redirect")
 
 
-def check_inputs(inputs: list[Path], output: Path | None) -> bool:
+def check_inputs(inputs: list[Path], output: Path | None, folders: bool = False) -> bool:
     """Refuse, before any work, what :func:`check_stdin` refuses, a ``-o`` that is not an
     existing folder for several inputs, a folder for stdin, and binary data to a terminal;
-    True when the output goes to stdout (``-o -``, or stdin without ``-o``)."""
+    True when the output goes to stdout (``-o -``, or stdin without ``-o``). ``folders``:
+    each output is a folder (``--format dicom``), never stdout: stdin needs ``-o FOLDER``."""
     check_stdin(inputs)
     if len(inputs) > 1 and output is not None and not output.is_dir():
         raise UsageError(f"-o {output}: with several inputs, -o must be an existing folder")
     reads_stdin = is_stdio(inputs[0])
+    if folders:
+        if reads_stdin and output is None:
+            raise UsageError("--format dicom writes a folder of files: give -o FOLDER for what comes from stdin")
+        return False
     if reads_stdin and output is not None and output.is_dir():
         raise UsageError(f"-o {output} is a folder: give -o FILE (or -o -) for what comes from stdin")
     to_stdout = is_stdio(output) or (output is None and reads_stdin)
@@ -541,6 +546,8 @@ def compress(
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
         messages = Messages.of(quiet, verbose, check_inputs(inputs, output))
+        if series is not None:
+            check_series_inputs(inputs)
     claimed: dict[Path, Path] = {}
 
     def compress_one(input: Path) -> None:
@@ -568,6 +575,15 @@ def compress(
     each_input(inputs, debug, "compressing", compress_one)
 
 
+def check_series_inputs(inputs: list[Path]) -> None:
+    """Refuse, before any work, ``--series`` with stdin or an input that is not a folder of
+    DICOM files (one without an image suffix; a missing input is reported as such later)."""
+    for input in inputs:
+        if is_stdio(input) or (input.exists() and (not input.is_dir() or output_suffix(input))):
+            raise UsageError(f"--series picks a series in a folder of DICOM files; {shown(input, STDIN_NAME)} is not "
+                             "one")
+
+
 def parse_format(word: str | None, output: Path | None) -> str | None:
     """The ``--format`` word (None without one), checked against ``-o``: an output file's
     suffix must agree with it, a name without an image suffix needs it (and a single-file
@@ -578,6 +594,8 @@ def parse_format(word: str | None, output: Path | None) -> str | None:
         if is_stdio(output):
             raise UsageError(f"--format dicom writes a folder of files, which stdout cannot take: use -o FOLDER, or "
                              f"--format {SINGLE_FILE_WORDS}")
+        if output is not None and output_suffix(output):
+            raise UsageError(f"{output}: --format dicom writes a folder of files: name it without an image suffix")
         return word
     chosen = OUTPUT_FORMATS.get(word)
     if is_stdio(output) and chosen is not None and not chosen.single_file:
@@ -654,7 +672,7 @@ def decompress(
         if factor != 1 and roi is not None:
             raise UsageError("--downsample and --roi cannot be combined")
         word = parse_format(format, output)
-        to_stdout = check_inputs(inputs, output)
+        to_stdout = check_inputs(inputs, output, folders=word == "dicom")
         messages = Messages.of(quiet, verbose, to_stdout)
     claimed: dict[Path, Path] = {}
 
@@ -670,8 +688,11 @@ def decompress(
             claim(target, input, claimed)
             image = api.decompress(data, target, roi=region, downsample=factor, force=force, threads=threads,
                                    format="dicom")
-            messages.result(f"{input} → {target}: {image.array.shape[2]} DICOM files, shape "
+            count = image.array.shape[2]
+            messages.result(f"{shown(input, STDIN_NAME)} → {target}: {count} DICOM file{'s' * (count > 1)}, shape "
                             f"{tuple(image.array.shape)}, {image.array.dtype}")
+            timing = f"{seconds_since(started)} in all (read, decode, write)"
+            messages.details(lambda: coding_details(data, threads, timing))
             return
         suffix, note = format_suffix(word, header.image.suffix, to_stdout)
         target = target_of(input, output, input.with_name(file_stem(input) + suffix))

@@ -11,6 +11,7 @@ kept either: a written series gets new ones (docs/format.md, DICOM series).
 
 import math
 import re
+import struct
 
 KEPT: dict[str, tuple[str, str]] = {
     # SOP common, general image
@@ -104,6 +105,9 @@ needs them, and the parser checks the pixel ones against the image's dtype."""
 RESCALE = ("0028|1053", "0028|1052")
 """Rescale Slope and Rescale Intercept: physical value = stored value × slope + intercept."""
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
+AXIS_LIMIT = 65535
+"""Most columns, rows (US values in DICOM) and slices of a series mriae reads or writes: a
+forged .mriae header cannot make ``--format dicom`` write more files than this."""
 VALUE_LIMIT = 1024
 """Longest value kept (characters; DICOM's own limits are far lower, but for ST/LT texts)."""
 UID = re.compile(r"(?:[0-9]+(?:\.[0-9]+)*)?")
@@ -124,6 +128,22 @@ def number(text: str | None, default: float = math.nan) -> float:
         return float(text)
     except ValueError:
         return math.nan
+
+
+def in_float32(value: float) -> float:
+    """``value`` rounded to float32, as NIfTI stores ``scl_slope``/``scl_inter`` (±inf beyond
+    its range, NaN kept)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def usable_rescale(slope: float, intercept: float) -> bool:
+    """True if a Rescale Slope and Intercept are finite in float32 and the slope is not 0
+    there: what a NIfTI output can store (a float32 slope of 0 means "unscaled" to readers)."""
+    slope, intercept = in_float32(slope), in_float32(intercept)
+    return math.isfinite(slope) and math.isfinite(intercept) and slope != 0
 
 
 def check_value(key: str, value: str) -> str | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mriae.container import ContainerError, unpack
-from mriae.dicom_tags import KEPT, PHOTOMETRIC, REQUIRED, RESCALE, check_value, number
+from mriae.dicom_tags import AXIS_LIMIT, KEPT, PHOTOMETRIC, REQUIRED, RESCALE, check_value, in_float32, number
 from mriae.formats import MGH_DTYPES, MGH_HEADER_BYTES, MODEL_NAME, SUFFIXES
 from mriae.limits import MAX_HEADER_BYTES, LimitError, Limits
 from mriae.predictive.coder import VALUE_LIMIT
@@ -483,11 +483,15 @@ DICOM_DTYPES = frozenset({"|u1", "|i1", "<u2", "<i2", "<u4", "<i4"})
 
 
 def _check_dicom_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """A DICOM series' record: kept attributes only (mriae.dicom_tags.KEPT), each a valid
-    value of its VR; per-slice values one per slice; pixel attributes that describe the
-    dtype; a usable rescale."""
+    """A DICOM series' record: at most AXIS_LIMIT columns, rows and slices; kept attributes
+    only (mriae.dicom_tags.KEPT), each a valid value of its VR (a string; None only for a
+    slice without it); per-slice values one per slice; pixel attributes that describe the
+    dtype; a rescale finite in float32, the slope not 0 there."""
     if len(shape) != 3:
         raise HeaderError("image.source of a DICOM series needs a 3D shape")
+    if max(shape) > AXIS_LIMIT:
+        raise HeaderError(f"image.source of a DICOM series has at most {AXIS_LIMIT} columns, rows and slices, "
+                          f"not {list(shape)}")
     if dtype.str not in DICOM_DTYPES:
         raise HeaderError(f"image.source of a DICOM series needs 8-, 16- or 32-bit little-endian integers, "
                           f"not {dtype.str}")
@@ -504,8 +508,11 @@ def _check_dicom_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -
                 if len(_typed(values, list, where)) != shape[2]:
                     raise HeaderError(f"{where} lists {len(values)} values for {shape[2]} slices")
             for value in values if name == "slices" else [values]:
-                if value is not None and check_value(key, _typed(value, str, where)):
-                    raise HeaderError(f"{where} {check_value(key, value)}")
+                if value is None and name == "slices":
+                    continue
+                problem = check_value(key, _typed(value, str, where))
+                if problem:
+                    raise HeaderError(f"{where} {problem}")
     for key in REQUIRED:
         if key not in tags:
             raise HeaderError(f"image.source.tags has no {KEPT[key][1]} ({key})")
@@ -518,7 +525,7 @@ def _check_dicom_source(source: dict, shape: tuple[int, ...], dtype: np.dtype) -
         raise HeaderError(f"image.source.tags' Photometric Interpretation is not one of {', '.join(PHOTOMETRIC)}")
     for key in RESCALE:
         for value in slices.get(key, [tags.get(key)]):
-            value_of = number(value, 1.0)
+            value_of = in_float32(number(value, 1.0))
             if not math.isfinite(value_of) or (key == RESCALE[0] and value_of == 0):
                 raise HeaderError(f"image.source's {KEPT[key][1]} {value[:20]!r} is not a usable number")
 

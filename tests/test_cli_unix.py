@@ -19,7 +19,8 @@ import pytest
 from conftest import REPO
 from conftest import run_mriae as main
 
-from mriae import cli
+import mriae
+from mriae import cli, container
 from mriae.cli import quality_option_renamed
 from mriae.io import Image, ImageError, read_image, write_image
 from mriae.io.stream import sniff_suffix, spooled_image
@@ -216,6 +217,69 @@ def test_format_names_the_output_type(head: Path, tmp_path: Path, monkeypatch, c
         2, "", ("error: the original format (.mhd) is not a single file, which stdout needs: give --format nii, "
                "nii.gz, nrrd, mha, mgz or mgh\n"))
     assert sorted(p.name for p in pair.iterdir()) == ["head.mhd", "head.mriae", "head.raw"]
+
+
+# ----------------------------------------------------------------------------- --format dicom, --series
+
+
+def dicom_sourced(path: Path) -> Path:
+    """A lossless .mriae at ``path`` of a 4×5×3 int16 image recorded as read from a DICOM
+    series (no DICOM reader needed: mriae writes the series itself)."""
+    data, _ = mriae.compress(np.arange(60, dtype=np.int16).reshape(4, 5, 3), lossless=True)
+    parsed = container.unpack(data)
+    tags = {"0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0028|0004": "MONOCHROME2", "0028|0100": "16",
+            "0028|0101": "16", "0028|0102": "15", "0028|0103": "1", "0010|0010": "Doe^Jane"}
+    parsed.header["image"]["source"] = {"kind": "dicom", "shape": [4, 5, 3], "dtype": "<i2", "tags": tags}
+    path.write_bytes(container.pack(parsed.header, parsed.chunks))
+    return path
+
+
+def test_a_series_from_stdin_goes_to_the_folder_o_names(tmp_path: Path, monkeypatch, capsys):
+    packed = dicom_sourced(tmp_path / "t1.mriae")
+    monkeypatch.chdir(tmp_path)
+    stdin_holding(monkeypatch, packed.read_bytes())
+    usage = [
+        ([], "error: --format dicom writes a folder of files: give -o FOLDER for what comes from stdin"),
+        (["-o", "t1.nii.gz"], ("error: t1.nii.gz: --format dicom writes a folder of files: name it without an image "
+                               "suffix")),
+    ]
+    for args, message in usage:
+        assert main(monkeypatch, capsys, "decompress", "-", "--format", "dicom", *args) == (2, "", message + "\n")
+    assert main(monkeypatch, capsys, "decompress", str(packed), "--format", "dicom", "-o", "x.mha")[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.mriae"]  # no folder "-", "t1.nii.gz" or "x.mha"
+
+    (tmp_path / "empty").mkdir()  # an existing empty folder is what -o names for a series
+    code, out, err = main(monkeypatch, capsys, "decompress", "-", "--format", "dicom", "-o", "empty", "-v")
+    lines = out.splitlines()
+    assert (code, err, len(lines)) == (0, "", 3)
+    assert lines[0] == "<stdin> → empty: 3 DICOM files, shape (4, 5, 3), int16"
+    assert lines[1].startswith("  volume 1/1: stored exactly, ")
+    assert lines[2].endswith(" s in all (read, decode, write)")
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["IM0001.dcm", "IM0002.dcm", "IM0003.dcm"]
+
+    controller, terminal = pty.openpty()  # nothing binary goes to stdout: a terminal there is no reason to refuse
+    try:
+        result = process("decompress", "-", "--format", "dicom", "-o", str(tmp_path / "tty"), stdin=packed.read_bytes(),
+                         stdout=terminal)
+        assert (result.returncode, result.stderr) == (0, b"")
+        assert os.read(controller, 1024).decode().startswith(f"<stdin> → {tmp_path / 'tty'}: 3 DICOM files")
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert len(list((tmp_path / "tty").iterdir())) == 3
+
+
+def test_series_needs_folders_of_dicom_files(head: Path, tmp_path: Path, monkeypatch, capsys):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    stdin_holding(monkeypatch, head.read_bytes())
+    target = tmp_path / "x.mriae"
+    for input, name in (("-", "<stdin>"), (str(head), str(head))):
+        code, out, err = main(monkeypatch, capsys, "compress", input, "--series", "1.2.3", "-o", str(target))
+        assert (code, out, err) == (2, "", (f"error: --series picks a series in a folder of DICOM files; {name} is "
+                                            "not one\n"))
+    assert list(spool.iterdir()) == [] and not target.exists()
 
 
 # ----------------------------------------------------------------------------- several inputs

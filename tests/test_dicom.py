@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import locale
+import struct
 from pathlib import Path
 
 import nibabel as nib
@@ -20,8 +21,9 @@ from conftest import REPO, run_mriae
 import mriae
 from mriae import container
 from mriae.header import HeaderError, read_header
-from mriae.io import ImageError
+from mriae.io import Image, ImageError
 from mriae.io.dicom import read_series, stored_from_rescaled
+from mriae.io.dicom import write_series as write_dicom
 
 SERIES_UID = "1.2.826.0.1.3680043.2.1125.1.41"
 OTHER_UID = "1.2.826.0.1.3680043.2.1125.1.42"
@@ -136,15 +138,18 @@ def test_a_lossless_round_trip_gives_the_same_pixels_geometry_and_attributes(tmp
     code, out, err = run_mriae(monkeypatch, capsys, "info", str(archive), "--json")
     assert code == 0 and json.loads(out)["format"] == "dicom"
 
-    code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom")
-    assert code == 1  # the default folder, beside the archive, is the input itself
-    assert err.strip() == f"error: {folder} is not empty (use --force to write into it)"
+    originals = sorted(folder.iterdir())
+    for force in ([], ["--force"]):  # the default folder, beside the archive, holds the original series
+        code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom", *force)
+        assert code == 1 and err.strip() == (f"error: {folder} holds DICOM files of another series (slice000.dcm and 9 "
+                                             "more): a series written there would mix with it; write into an empty "
+                                             "folder")
+        assert sorted(folder.iterdir()) == originals
     code, out, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom", "-o",
                                str(tmp_path / "back"))
     assert code == 0, err
     written = sorted((tmp_path / "back").iterdir())
     assert [path.name for path in written] == [f"IM{index:04d}.dcm" for index in range(1, 11)]
-    originals = sorted(folder.iterdir())
     for original, copy in zip(originals, written):  # the same stored values, byte for byte
         assert pixel_data(copy, 30 * 36 * 2) == pixel_data(original, 30 * 36 * 2)
     values, geometry = itk_series(tmp_path / "back")
@@ -266,6 +271,63 @@ def test_files_that_cannot_be_read_exactly_are_refused_naming_them(tmp_path, vol
         path.write_bytes(path.read_bytes().replace(b"Doe^Jane", b"Doe\nJane"))
     with pytest.raises(ImageError, match=r"PatientName \(0010\|0010\) 'Doe\\nJane' is not a valid PN value$"):
         read_series(named)
+    huge = write_series(tmp_path / "huge", volume[:, :, :2], rescale=(1e39, 0.0))  # beyond float32 (scl_slope)
+    with pytest.raises(ImageError, match=r"slice000.dcm: Rescale Slope '1e39' and Intercept '0' are not usable numbers "
+                                         r"\(finite in float32, a nonzero slope\)$"):
+        read_series(huge)
+
+
+def patched(path: Path, tag: tuple[int, int], value: bytes) -> None:
+    """Replace the value of the element ``tag`` of the implicit VR little endian file ``path``
+    (as GDCM writes them) by ``value``, of the same length."""
+    raw = path.read_bytes()
+    head = struct.pack("<HHI", *tag, len(value))
+    assert raw.count(head) == 1
+    start = raw.index(head) + len(head)
+    path.write_bytes(raw[:start] + value + raw[start + len(value):])
+
+
+def test_a_slice_claiming_more_pixels_than_it_holds_is_refused_before_any_is_read(tmp_path, volume, monkeypatch,
+                                                                                   capsys):
+    folder = write_series(tmp_path / "forged", volume[:, :, :3])
+    slice_file = folder / "slice001.dcm"
+    for key in (0x0010, 0x0011):  # Rows and Columns of one 3 kB slice: 12000
+        patched(slice_file, (0x0028, key), struct.pack("<H", 12000))
+    monkeypatch.setenv("MRIAE_MAX_VOXELS", str(12000 * 12000 * 3))  # within the limits: only the check stops it
+    monkeypatch.setenv("MRIAE_MAX_VOLUME_VOXELS", str(12000 * 12000 * 3))
+    code, out, err = run_mriae(monkeypatch, capsys, "compress", str(folder), "--lossless")
+    assert (code, out) == (1, "")
+    assert err == (f"error: {slice_file}: its Pixel Data holds 2,160 bytes, not the 288,000,000 of 12000×12000 "
+                   "16-bit pixels\n")
+    assert not (tmp_path / "forged.mriae").exists()
+
+    folder = write_series(tmp_path / "long", volume[:, :, :3])
+    raw = (folder / "slice002.dcm").read_bytes()  # Pixel Data, the last element, claims 1 MB more than the file
+    length = struct.unpack("<I", raw[-30 * 36 * 2 - 4: -30 * 36 * 2])[0]
+    assert length == 30 * 36 * 2
+    (folder / "slice002.dcm").write_bytes(raw[: -30 * 36 * 2 - 4] + struct.pack("<I", length + 2**20) + raw[-length:])
+    with pytest.raises(ImageError, match=r"slice002.dcm: cannot read DICOM \(GDCM leaves it out of the folder's "
+                                         r"series\)$"):
+        read_series(folder)  # GDCM's scanner skips it: the series is not read without its last slice
+    (folder / "slice002.dcm").write_bytes(raw[:-1000])  # truncated
+    with pytest.raises(ImageError, match=r"slice002.dcm: cannot read DICOM \(GDCM leaves it out"):
+        read_series(folder)
+
+
+def test_pixel_data_inside_a_sequence_is_not_taken_for_the_slice_s(tmp_path, volume):
+    """An Icon Image Sequence (0088,0200) of undefined length holds a small Pixel Data of its
+    own before the slice's: the walk to the slice's Pixel Data skips it."""
+    folder = write_series(tmp_path / "icons", volume[:, :, :2])
+    for path in folder.iterdir():
+        raw = path.read_bytes()
+        start = len(raw) - 30 * 36 * 2 - 8  # the slice's Pixel Data element, the last one
+        assert raw[start:start + 4] == b"\xe0\x7f\x10\x00"
+        icon = (struct.pack("<HHI", 0x0088, 0x0200, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+                + struct.pack("<HHI", 0x7FE0, 0x0010, 4) + bytes(4) + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+        path.write_bytes(raw[:start] + icon + raw[start:])
+    image, _ = read_series(folder)
+    np.testing.assert_array_equal(image.array, volume[:, :, :2])
 
 
 def test_stored_values_come_back_from_rescaled_ones_only_when_that_is_certain():
@@ -318,6 +380,22 @@ def test_per_slice_rescales_are_kept_and_give_physical_values_elsewhere(tmp_path
     learned, _ = mriae.compress(folder, quality=1)  # a preview that averages slices of different scales
     with pytest.raises(ImageError, match="a preview that averages slices of different rescales cannot be made"):
         mriae.decompress(learned, downsample=2)
+
+
+def test_force_replaces_a_written_series_whole_and_keeps_other_files(tmp_path, volume, monkeypatch, capsys):
+    archive = tmp_path / "t1.mriae"
+    mriae.compress(write_series(tmp_path / "T1", volume), archive, lossless=True)
+    out_folder = tmp_path / "out"
+    assert run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom", "-o", str(out_folder))[0] == 0
+    (out_folder / "notes.txt").write_text("keep me")
+    (out_folder / "IM0001.txt").write_text("not named as a slice")
+    code, _, err = run_mriae(monkeypatch, capsys, "decompress", str(archive), "--format", "dicom", "--roi", ":,:,0:5",
+                               "-o", str(out_folder), "--force")
+    assert code == 0, err
+    assert sorted(path.name for path in out_folder.iterdir()) == [
+        "IM0001.dcm", "IM0001.txt", "IM0002.dcm", "IM0003.dcm", "IM0004.dcm", "IM0005.dcm", "notes.txt"]
+    image, _ = read_series(out_folder)  # one series, the region's: not mixed with the whole one
+    np.testing.assert_array_equal(image.array, volume[:, :, :5])
 
 
 def test_dicom_outputs_are_refused_before_any_work(tmp_path, volume, monkeypatch, capsys):
@@ -380,11 +458,39 @@ def forged(data: bytes, change) -> bytes:
     (lambda s: s.update({"slices": {"0020|0013": ["1", "2"]}}), r"lists 2 values for 10 slices"),
     (lambda s: s.update({"slices": {"0008|0016": [None] * 10}}), r"slices\['0008\|0016'\] is also in"),
     (lambda s: s.update({"tags": []}), "tags is not a dict"),
+    (lambda s: s["tags"].update({"0028|0101": None}), r"tags\['0028\|0101'\] is not a str"),
+    (lambda s: s["tags"].update({"0008|0016": None}), r"tags\['0008\|0016'\] is not a str"),
+    (lambda s: s["tags"].update({"0010|0010": None}), r"tags\['0010\|0010'\] is not a str"),
+    (lambda s: s["tags"].update({"0028|1053": "1e308"}), "RescaleSlope '1e308' is not a usable number"),  # inf in float32
+    (lambda s: s["tags"].update({"0028|1053": "1e-320"}), "RescaleSlope '1e-320' is not a usable number"),  # 0 in float32
+    (lambda s: s["tags"].update({"0028|1052": "-1e39"}), "RescaleIntercept '-1e39' is not a usable number"),
 ])
 def test_forged_dicom_records_are_refused_naming_the_field(archive, change, message):
     read_header(forged(archive, lambda source: None))
     with pytest.raises(HeaderError, match=message):
         read_header(forged(archive, change))
+
+
+def test_a_dicom_record_of_more_slices_than_dicom_holds_is_refused(archive, tmp_path):
+    """A constant image of 1×1×N coded in a few hundred bytes cannot make --format dicom
+    write more than 65535 files."""
+    record = container.unpack(archive).header["image"]["source"]
+    tags = record["tags"]
+    for count in (65535, 65536):
+        data, _ = mriae.compress(np.zeros((1, 1, count), np.int16), lossless=True)
+        parsed = container.unpack(data)
+        parsed.header["image"]["source"] = {"kind": "dicom", "shape": [1, 1, count], "dtype": "<i2", "tags": tags}
+        forged_data = container.pack(parsed.header, parsed.chunks)
+        if count == 65535:
+            assert read_header(forged_data).image.source["shape"] == [1, 1, 65535]
+            continue
+        with pytest.raises(HeaderError, match=r"image.source of a DICOM series has at most 65535 columns, rows and "
+                                              r"slices, not \[1, 1, 65536\]"):
+            read_header(forged_data)
+    source = {"kind": "dicom", "shape": [1, 1, 65536], "dtype": "<i2", "tags": tags}
+    with pytest.raises(ImageError, match="a DICOM series has at most 65535 columns, rows and slices"):
+        write_dicom(Image(np.zeros((1, 1, 65536), np.int16), np.eye(4), ".nii.gz", source), tmp_path / "many")
+    assert not (tmp_path / "many").exists()
 
 
 def test_text_comes_back_as_the_bytes_it_was_in_its_character_set(tmp_path, volume):

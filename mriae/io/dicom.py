@@ -19,6 +19,7 @@ import hashlib
 import locale
 import math
 import os
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mriae import __version__
-from mriae.dicom_tags import KEPT, REQUIRED, RESCALE, check_value, number
+from mriae.dicom_tags import AXIS_LIMIT, KEPT, REQUIRED, RESCALE, check_value, number, usable_rescale
 from mriae.extras import require
 from mriae.io.atomic import check_writable, staging_folder
 from mriae.io.image import Image, ImageError, _native_stderr_silenced, one_line, output_suffix
@@ -55,6 +56,10 @@ _WRITTEN = {"0008|0018": "UI", "0020|0032": "DS", "0020|0037": "DS", "0028|0030"
 """Attributes written from the image itself (SOP Instance UID, geometry, size), with their VRs."""
 _READ = frozenset(KEPT) | {"0020|0032", "0020|0037", "0028|0030", "0028|0008"}
 """Attributes read from each file: the kept ones, its geometry and Number of Frames."""
+_NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True), "1.2.840.10008.1.2.2": (">", True)}
+"""Transfer syntaxes whose Pixel Data is stored as it is: (byte order, explicit VR)."""
+_PIXEL_DATA, _ITEM, _ITEM_END, _SEQUENCE_END = (0x7FE00010, 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD)
+_UNDEFINED = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,12 @@ def _read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[
     reader = sitk.ImageFileReader()
     slices, affine = _geometry(folder, [_read_header(reader, file) for file in files])
     columns, rows = slices[0].size
+    if len(slices) > AXIS_LIMIT:
+        raise ImageError(f"{folder}: a series of {len(slices)} slices, over the {AXIS_LIMIT} mriae reads")
     try:
-        Limits.from_environment().check_image((columns, rows, len(slices)), "the series")
+        limits = Limits.from_environment()
+        limits.check_image((columns, rows, len(slices)), "the series")
+        limits.check_volume((columns, rows, len(slices)), "the series")
     except LimitError as error:
         raise ImageError(f"{folder}: {error}") from error
     dtype = _stored_dtype(folder, slices)
@@ -120,21 +129,24 @@ def _read_series(folder: str | os.PathLike, series: str | None = None) -> tuple[
 
 def holds_dicom_files(folder: str | os.PathLike) -> bool:
     """True if ``folder`` (a folder without an image suffix) directly holds a DICOM Part 10
-    file ("DICM" after the 128-byte preamble): what a caller listing inputs takes for a
-    series folder, before reading it (:func:`read_series` says what is wrong with it)."""
+    file: what a caller listing inputs takes for a series folder, before reading it
+    (:func:`read_series` says what is wrong with it)."""
     folder = Path(folder)
-    if not folder.is_dir() or output_suffix(folder):
+    return folder.is_dir() and not output_suffix(folder) and any(map(_is_part10, folder.iterdir()))
+
+
+def _is_part10(path: Path) -> bool:
+    """True if ``path`` is a file with "DICM" after the 128-byte preamble (a DICOM Part 10 file)."""
+    if not path.is_file():
         return False
-    for path in folder.iterdir():
-        if path.is_file():
-            with open(path, "rb") as stream:
-                if stream.read(132)[128:] == b"DICM":
-                    return True
-    return False
+    with open(path, "rb") as stream:
+        return stream.read(132)[128:] == b"DICM"
 
 
 def _series_files(sitk, folder: Path, series: str | None) -> list[Path]:
-    """The files of the one series in ``folder`` (or of ``series``)."""
+    """The files of the one series in ``folder`` (or of ``series``); ImageError for a DICOM
+    Part 10 file that GDCM leaves out of every series (a damaged file: a series without it
+    would be silently shorter)."""
     with _native_stderr_silenced():
         uids = sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not uids:
@@ -145,7 +157,14 @@ def _series_files(sitk, folder: Path, series: str | None) -> list[Path]:
     if series is not None and series not in uids:
         raise ImageError(f"{folder}: no series {series} in this folder (it holds {', '.join(uids)})")
     with _native_stderr_silenced():
-        return [Path(name) for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series or uids[0])]
+        files = {uid: [Path(name) for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)]
+                 for uid in uids}
+    listed = {path.name for paths in files.values() for path in paths}
+    left_out = sorted(path for path in folder.iterdir()
+                      if path.name not in listed and path.name != "DICOMDIR" and _is_part10(path))
+    if left_out:
+        raise ImageError(f"{left_out[0]}: cannot read DICOM (GDCM leaves it out of the folder's series)")
+    return files[series or uids[0]]
 
 
 def _series_words(sitk, folder: Path, uid: str) -> str:
@@ -182,7 +201,77 @@ def _read_header(reader: sitk.ImageFileReader, path: Path) -> _Slice:
     spacing = _numbers(path, tags, "0028|0030", 2, "Pixel Spacing")
     if not (spacing > 0).all():
         raise ImageError(f"{path}: Pixel Spacing {tags['0028|0030']!r} is not positive")
-    return _Slice(path, tags, position, orientation, spacing, (int(size[0]), int(size[1])))
+    columns, rows = int(size[0]), int(size[1])
+    bits = tags.get("0028|0100")
+    if bits in ("8", "16", "32"):  # others are refused (_stored_dtype) before any pixels are read
+        needed = columns * rows * int(bits) // 8
+        held = _pixel_data_length(path)
+        if held is not None and held < needed:
+            raise ImageError(f"{path}: its Pixel Data holds {held:,} bytes, not the {needed:,} of {columns}×{rows} "
+                             f"{bits}-bit pixels")
+    return _Slice(path, tags, position, orientation, spacing, (columns, rows))
+
+
+def _pixel_data_length(path: Path) -> int | None:
+    """The bytes the Pixel Data (7fe0,0010) of the file ``path`` holds (its length, or what
+    the file has after its header if less), found by walking its top-level elements
+    (sequences skipped); None where it is not stored as it is (a compressed or deflated
+    transfer syntax: the limits of mriae.limits bound what GDCM makes of it). ImageError if
+    there is none."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        if stream.read(132)[128:] == b"DICM":
+            syntax = _transfer_syntax(stream)
+            if syntax not in _NATIVE:
+                return None
+            order, explicit = _NATIVE[syntax]
+        else:  # a data set without the Part 10 header: implicit VR little endian
+            stream.seek(0)
+            order, explicit = "<", False
+        open_levels = 0  # sequences and items of undefined length the walk is inside
+        while (element := _element_header(stream, order, explicit)) is not None:
+            tag, length = element
+            if tag == _PIXEL_DATA and open_levels == 0:
+                return None if length == _UNDEFINED else min(length, size - stream.tell())
+            if tag in (_ITEM_END, _SEQUENCE_END):
+                open_levels = max(open_levels - 1, 0)
+            elif length == _UNDEFINED:
+                open_levels += 1
+            else:
+                stream.seek(length, os.SEEK_CUR)
+    raise ImageError(f"{path}: has no Pixel Data (7fe0,0010)")
+
+
+def _transfer_syntax(stream) -> str:
+    """The Transfer Syntax UID of the file meta information (group 0002, explicit VR little
+    endian) that ``stream`` is at; leaves ``stream`` at the data set after it."""
+    syntax = ""
+    while True:
+        start = stream.tell()
+        element = _element_header(stream, "<", True)
+        if element is None or element[0] >> 16 != 0x0002:
+            stream.seek(start)
+            return syntax
+        tag, length = element
+        if tag == 0x00020010 and length <= 64:  # a UID
+            syntax = stream.read(length).rstrip(b"\x00 ").decode("ascii", "replace")
+        else:
+            stream.seek(length, os.SEEK_CUR)
+
+
+def _element_header(stream, order: str, explicit: bool) -> tuple[int, int] | None:
+    """(tag, value length) of the element at ``stream``, which is left at its value; None at
+    the end of the file."""
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    group, element = struct.unpack(f"{order}HH", head[:4])
+    if group == 0xFFFE or not explicit:  # items and delimiters have no VR
+        return group << 16 | element, struct.unpack(f"{order}I", head[4:])[0]
+    if head[4:6].decode("latin-1") in _LONG_VRS:
+        extra = stream.read(4)
+        return (group << 16 | element, struct.unpack(f"{order}I", extra)[0]) if len(extra) == 4 else None
+    return group << 16 | element, struct.unpack(f"{order}H", head[6:])[0]
 
 
 def _numbers(path: Path, tags: dict[str, str], key: str, count: int, name: str) -> np.ndarray:
@@ -277,9 +366,9 @@ def _stored_values(sitk, reader: sitk.ImageFileReader, item: _Slice, dtype: np.d
         if values.dtype.kind != dtype.kind or values.dtype.itemsize != dtype.itemsize:
             raise ImageError(f"{item.path}: GDCM gives {values.dtype} voxels, not the stored {dtype.name}")
         return values
-    if not (math.isfinite(slope) and math.isfinite(intercept) and slope != 0):
+    if not usable_rescale(slope, intercept):
         raise ImageError(f"{item.path}: Rescale Slope {item.tags.get(RESCALE[0])!r} and Intercept "
-                         f"{item.tags.get(RESCALE[1])!r} are not usable numbers")
+                         f"{item.tags.get(RESCALE[1])!r} are not usable numbers (finite in float32, a nonzero slope)")
     stored = stored_from_rescaled(values, slope, intercept, dtype)
     if stored is None:
         raise ImageError(f"{item.path}: the stored values cannot be recovered exactly from GDCM's rescaled ones "
@@ -360,19 +449,33 @@ def _picked(source: dict, shape: tuple[int, ...], picks) -> dict:
 # ----------------------------------------------------------------------------------- writing
 
 
+WRITTEN_NAME = re.compile(r"IM[0-9]{4,5}\.dcm")
+"""The names :func:`series_file_names` gives (up to AXIS_LIMIT slices)."""
+
+
 def check_series_folder(folder: str | os.PathLike, overwrite: bool = False) -> None:
-    """Before any work: refuse a ``folder`` that holds anything (unless ``overwrite``), a
-    file in its place, or one that cannot be written."""
+    """Before any work: refuse a file in place of ``folder``, a folder that cannot be
+    written, one that holds DICOM files not named as :func:`write_series` names its own
+    (another series: a series written there would mix with it, so not even with
+    ``overwrite``), and one that holds anything else (unless ``overwrite``)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} exists and is not a folder")
-    if not overwrite and folder.is_dir() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} is not empty (use --force to write into it)")
+    if folder.is_dir():
+        others = sorted(path.name for path in folder.iterdir()
+                        if not WRITTEN_NAME.fullmatch(path.name) and _is_part10(path))
+        if others:
+            more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+            raise FileExistsError(f"{folder} holds DICOM files of another series ({others[0]}{more}): a series "
+                                  "written there would mix with it; write into an empty folder")
+        if not overwrite and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} is not empty (use --force to write into it)")
     check_writable(folder)
 
 
 def series_file_names(count: int) -> list[str]:
-    """The names of a written series' files, in slice order: IM0001.dcm, …"""
+    """The names of a written series' files, in slice order: IM0001.dcm, … (IM00001.dcm, …
+    from 10,000 slices)."""
     width = max(4, len(str(count)))
     return [f"IM{index:0{width}d}.dcm" for index in range(1, count + 1)]
 
@@ -384,13 +487,18 @@ def write_series(image: Image, folder: str | os.PathLike, overwrite: bool = Fals
     Every kept attribute as it was; new Series and SOP Instance UIDs (derived from the
     original Series UID and the pixels, so the same image gives the same files); the geometry
     from the affine; the stored values in their stored type; Lossy Image Compression "01"
-    when ``lossy``. FileExistsError if the folder holds anything, unless ``overwrite`` (then
-    files of the same names are replaced, others kept).
+    when ``lossy``. FileExistsError if the folder holds anything, unless ``overwrite``, or
+    DICOM files named otherwise than IM0001.dcm… (:func:`check_series_folder`); with
+    ``overwrite``, the files of those names that this series does not replace are removed
+    (a series written before), other files kept.
     """
     folder = Path(folder)
     source = image.source
     if source.get("kind") != "dicom":
         raise ImageError(f"{folder}: only an image read from a DICOM series can be written as one")
+    if max(source["shape"]) > AXIS_LIMIT:
+        raise ImageError(f"{folder}: a DICOM series has at most {AXIS_LIMIT} columns, rows and slices, not "
+                         f"{list(source['shape'])}")
     check_series_folder(folder, overwrite)
     array = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"])
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -401,6 +509,11 @@ def write_series(image: Image, folder: str | os.PathLike, overwrite: bool = Fals
         for index, name in enumerate(names):
             attributes = _slice_attributes(source, array.shape, affine, index, series_uid, lossy)
             (scratch / name).write_bytes(_part10(attributes, array[:, :, index]))
+    if overwrite:  # an earlier series' files beyond this one's: it would mix with them
+        written = set(names)
+        for path in folder.iterdir():
+            if WRITTEN_NAME.fullmatch(path.name) and path.name not in written and not path.is_dir():
+                path.unlink()
     return [folder / name for name in names]
 
 
