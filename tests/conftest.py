@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import signal
 import struct
 from pathlib import Path
@@ -12,6 +13,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+INITIAL_LOCALE = locale.setlocale(locale.LC_ALL)
+
+
+@pytest.fixture(autouse=True)
+def locale_as_at_start():
+    """The process's C locale as the session began, after every test: GDCM sets it to "C"
+    whenever SimpleITK reads or writes DICOM files (the tests write series with it), which
+    would leave Python's preferred encoding ASCII for the tests after (subprocess output read
+    as text). mriae's own reading undoes it (tests/test_dicom.py checks)."""
+    yield
+    locale.setlocale(locale.LC_ALL, INITIAL_LOCALE)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import csv
 import hashlib
 import importlib.util
 import json
-import locale
 import os
 import shutil
 import subprocess
@@ -257,11 +256,7 @@ def test_evaluate_reads_every_input_format_back_through_loadimaged(tmp_path: Pat
     names = [f"vol{index}{suffix}" for index, suffix in enumerate(WRITTEN_SUFFIXES)]
     for name in names:
         write_image(Image(volume, affine), dataset / name)
-    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer sets the C locale to "C"
-    try:
-        write_series(dataset / "series", volume)  # a folder of DICOM files: one series
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
+    write_series(dataset / "series", volume)  # a folder of DICOM files: one series
     names.append("series")
     flow = workflow("evaluate.json", None, dataset_dir=str(dataset), output_dir=str(output), qualities=[1])
     flow.run()

@@ -109,15 +109,6 @@ def pixel_data(path: Path, count: int) -> bytes:
     return raw[-count:]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def locale_restored():
-    """GDCM sets the C locale to "C" when SimpleITK writes or reads the test series; the
-    tests after this module (subprocesses decoding their output as text) need it back."""
-    saved = locale.setlocale(locale.LC_ALL)
-    yield
-    locale.setlocale(locale.LC_ALL, saved)
-
-
 def test_reading_a_series_leaves_the_process_locale_as_it_was(tmp_path, volume):
     folder = write_series(tmp_path / "T1", volume)
     before = locale.setlocale(locale.LC_ALL, "C.UTF-8")

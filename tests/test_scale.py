@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import NIBABEL_DATA, run_mriae
-from test_dicom import locale_restored, write_series  # noqa: F401 (locale_restored: GDCM's locale back after)
+from test_dicom import write_series
 
 import mriae
 import mriae.codec
