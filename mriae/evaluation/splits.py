@@ -41,8 +41,25 @@ def voxel_checksum(volume: np.ndarray) -> str:
     volume = np.asarray(volume)
     digest = hashlib.sha256(repr(tuple(int(n) for n in volume.shape)).encode())
     for plane in volume:  # a plane at a time: a float64 copy of a large volume would be big
-        digest.update((np.asarray(plane, dtype="<f8") + 0.0).tobytes())
+        digest.update(_float64_bits(plane).tobytes())
     return digest.hexdigest()
+
+
+def _float64_bits(values: np.ndarray) -> np.ndarray:
+    """``values`` as little-endian float64 bit patterns (−0 as 0), the same whatever the
+    processor's denormal mode: with denormals flushed to zero (torch.set_flush_denormal, set
+    by some libraries), converting a float32 denormal gives 0, so those are rebuilt from their
+    bits (mantissa × 2⁻¹⁴⁹, a normal float64, exactly)."""
+    widened = np.asarray(values, dtype="<f8")
+    if values.dtype.kind == "f" and values.dtype.itemsize == 4:
+        bits = np.asarray(values, dtype="<f4").view("<u4")
+        tiny = (bits & 0x7F800000 == 0) & (bits & 0x007FFFFF != 0)
+        if tiny.any():
+            magnitude = (bits[tiny] & 0x007FFFFF).astype("<f8") * 2.0 ** -149
+            widened[tiny] = np.where(bits[tiny] >> 31 == 1, -magnitude, magnitude)
+    patterns = widened.view("<u8").copy()
+    patterns[patterns == 0x8000000000000000] = 0
+    return patterns
 
 
 @dataclass(frozen=True)

@@ -118,10 +118,26 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
           volumes: TrainingVolumes | None = None, device: torch.device | str | None = None) -> Path:
     """Run (or resume) training until ``config.total_steps`` on ``device`` (default: the GPU if
     there is one, else the CPU), cropping batches from ``volumes`` (default: those of
-    ``config``); returns the checkpoint path."""
-    torch.manual_seed(config.seed)
+    ``config``); returns the checkpoint path.
+
+    Training runs on ``config.threads`` threads with denormals flushed to zero (faster); both
+    are process-wide settings, put back afterwards: flushed denormals would change what numpy
+    and torch compute on tiny values (a volume's checksum, its coding) for the rest of the
+    process."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
+    try:
+        return _train(config, report, max_seconds, volumes, device)
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, report: Callable[[str], None], max_seconds: float | None,
+           volumes: TrainingVolumes | None, device: torch.device | str | None) -> Path:
+    """The work of :func:`train`."""
+    torch.manual_seed(config.seed)
     keep_freed_memory()
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)).to(device)
