@@ -22,7 +22,6 @@ from mriae.fidelity import Fidelity
 from mriae.header import read_header
 from mriae.io import Image, image_files, read_image, write_bytes_atomic, write_image
 from mriae.io.atomic import check_targets
-from mriae.io.dicom import check_series_folder, read_series, write_series
 from mriae.io.image import names_a_label_map, output_suffix, source_files
 from mriae.io.scale import written_as
 from mriae.io.stream import STDIN_NAME
@@ -86,6 +85,8 @@ def compress(
         image = Image(source, checked_affine(affine))
         file_size, label_map = None, False
     elif Path(source).is_dir() and not output_suffix(Path(source)):
+        from mriae.io.dicom import read_series  # only for DICOM: `mriae info` starts without it
+
         image, file_size = read_series(source, series)
         label_map = False
     else:
@@ -190,6 +191,8 @@ def decompress(
     if output is not None:
         refuse_replacing_the_input(source, output)
         if format == "dicom":
+            from mriae.io.dicom import check_series_folder
+
             check_series_folder(output, force)
         else:
             check_targets(image_files(output), force)
@@ -203,6 +206,8 @@ def decompress(
     with using(threads):
         image = decompress_image(data, progress=progress, roi=roi, downsample=downsample)
     if format == "dicom":
+        from mriae.io.dicom import write_series
+
         write_series(image, output, overwrite=force, lossy=not header.lossless)
     elif output is not None:
         write_image(image, output, overwrite=force)

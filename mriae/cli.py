@@ -358,6 +358,16 @@ def check_inputs(inputs: list[Path], output: Path | None, folders: bool = False)
     return to_stdout
 
 
+def named(path: Path) -> Path:
+    """``path`` as messages name it: STDIN for ``-``."""
+    return STDIN if is_stdio(path) else path
+
+
+def read_mriae_input(input: Path) -> bytes:
+    """The .mriae bytes of ``input``, a file or ``-`` (stdin)."""
+    return api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
+
+
 def target_of(input: Path, output: Path | None, default: Path) -> Path | None:
     """Where the output of ``input`` goes (None: stdout): ``-o``'s file, a file named as
     ``default`` in ``-o``'s folder, or ``default`` (beside the input)."""
@@ -403,7 +413,7 @@ def each_input(inputs: list[Path], debug: bool, doing: str, work: Callable[[Path
     codes: list[int] = []
     for input in inputs:
         try:
-            with reported_errors(STDIN if is_stdio(input) else input, debug, doing):
+            with reported_errors(named(input), debug, doing):
                 work(input)
         except typer.Exit as stop:
             if stop.exit_code >= 128:
@@ -542,7 +552,7 @@ def compress(
     """Compress MRI volumes to .mriae, each beside its input (or into -o): at a quality level
     (default 5), within a maximum error, lossless, or to a PSNR (give at most one). One line
     per file; if some fail, the others are still done and the exit code is 1."""
-    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "compressing"):
+    with reported_errors(named(inputs[0]), debug, "compressing"):
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
         messages = Messages.of(quiet, verbose, check_inputs(inputs, output))
@@ -667,7 +677,7 @@ def decompress(
     """Restore .mriae files to their original format, grid, dtype and header (or a region, or a
     preview), each beside its input (or into -o). One line per file; if some fail, the others
     are still done and the exit code is 1."""
-    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "decompressing"):
+    with reported_errors(named(inputs[0]), debug, "decompressing"):
         factor = parse_downsample(downsample)
         if factor != 1 and roi is not None:
             raise UsageError("--downsample and --roi cannot be combined")
@@ -678,7 +688,7 @@ def decompress(
 
     def decompress_one(input: Path) -> None:
         started = time.perf_counter()
-        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
+        data = read_mriae_input(input)
         header = read_header(data)
         region = parse_roi(roi, header.image.volume_shape)
         if word == "dicom":
@@ -750,13 +760,13 @@ def test(
 ) -> None:
     """Decode .mriae files and verify every checksum, writing nothing (like gzip -t): one line
     per file; exit code 1 if any fails."""
-    with reported_errors(STDIN if is_stdio(inputs[0]) else inputs[0], debug, "testing"):
+    with reported_errors(named(inputs[0]), debug, "testing"):
         check_stdin(inputs)
         messages = Messages.of(quiet, verbose)
 
     def test_one(input: Path) -> None:
         started = time.perf_counter()
-        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
+        data = read_mriae_input(input)
         image = api.decompress(data, threads=threads)
         messages.result(f"{shown(input, STDIN_NAME)}: OK, shape {tuple(image.array.shape)}, {image.array.dtype}")
         timing = f"{seconds_since(started)} to read and decode"
@@ -772,10 +782,10 @@ def info(
     debug: Debug = False,
 ) -> None:
     """Describe an .mriae file without decoding it."""
-    with reported_errors(STDIN if is_stdio(input) else input, debug, "reading"):
+    with reported_errors(named(input), debug, "reading"):
         check_stdin([input])
-        data = api.read_mriae_stream(stdin_bytes()) if is_stdio(input) else api.read_mriae(input)
-        summary = _summary(STDIN if is_stdio(input) else input, len(data), read_header(data))
+        data = read_mriae_input(input)
+        summary = _summary(named(input), len(data), read_header(data))
         if as_json:
             say(json.dumps(summary, indent=2))
             return
@@ -1081,7 +1091,7 @@ def evaluate(
         image = read_image(input)
         name = file_stem(input)
         volumes = volumes_of(image.array)
-        split = split_of(volumes)
+        split = split_of(volumes, weights_sha256=load_codec().sha256)  # the codec evaluate loaded
         slope = stored_scale(image.source)
         scan = (f"{name}: {' × '.join(map(str, image.array.shape))} voxels of "
                 f"{' × '.join(f'{s:g}' for s in image.spacing[:3])} mm, {image.array.dtype.name}; split: {split}")

@@ -119,14 +119,16 @@ class Split:
         return SPLIT_WORDS[self.split]
 
 
-def split_of(volumes: np.ndarray, weights: str | os.PathLike = DEFAULT_WEIGHTS) -> Split:
+def split_of(volumes: np.ndarray, weights: str | os.PathLike = DEFAULT_WEIGHTS,
+             weights_sha256: str | None = None) -> Split:
     """The :class:`Split` of ``volumes`` (x, y, z, n: every 3D volume of an image, as
-    :func:`mriae.codec.volumes_of` gives them) for ``weights``."""
+    :func:`mriae.codec.volumes_of` gives them) for ``weights`` (whose SHA-256 a caller that
+    has loaded them passes as ``weights_sha256``: ``Codec.sha256``, not read again)."""
     path = list_path(weights)
     if not path.is_file():
         return Split(UNKNOWN, f"the weights have no training set list ({path.name})")
     listed = VolumeList.read(path)
-    sha = hashlib.sha256(weights_path(weights).read_bytes()).hexdigest()
+    sha = weights_sha256 or hashlib.sha256(weights_path(weights).read_bytes()).hexdigest()
     if listed.weights_sha256 != sha:
         return Split(UNKNOWN, f"{path.name} lists the volumes of other weights (sha256 {listed.weights_sha256[:12]}…)")
     checksums = [voxel_checksum(volumes[..., index]) for index in range(volumes.shape[3])]

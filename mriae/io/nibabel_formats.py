@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mriae.dicom_tags import usable_rescale
 from mriae.extras import require
 from mriae.formats import MGH_DTYPES, MGH_HEADER_BYTES, READ_ONLY
 from mriae.io.image import (
@@ -291,7 +292,7 @@ def _one_scale(raw: np.ndarray, slopes, inters) -> tuple[np.ndarray, float, floa
     if raw.dtype.kind not in "iu" or slopes.size != 1 or inters.size != 1:
         return None
     slope, inter = float(slopes[0]), float(inters[0])
-    if np.float32(slope) == 0 or not np.isfinite(np.float32([slope, inter])).all():
+    if not usable_rescale(slope, inter):
         return None
     return np.asarray(raw), slope, inter
 

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from mriae.io.image import Image, ImageError, write_image
+from mriae.io.image import _GZIP, Image, ImageError, write_image
+from mriae.io.image import _READ_CHUNK as _CHUNK
 from mriae.limits import Limits
 
 STDIN_NAME = "<stdin>"
@@ -31,8 +32,6 @@ SNIFF_BYTES = 1 << 16
 header of a NRRD or MetaImage file."""
 STREAM_FORMATS = ".nii, .nii.gz, .nrrd or .mha"
 """The formats a stream may hold, for messages."""
-_CHUNK = 1 << 20
-_GZIP = zlib.MAX_WBITS | 16
 _NIFTI_MAGIC = {348: (344, b"n+1\0"), 540: (4, b"n+2\0")}
 """sizeof_hdr of NIfTI-1 and NIfTI-2 → where their single-file magic is, and what it is."""
 _NRRD_DATA_FILE = re.compile(rb"^data ?file\s*:", re.IGNORECASE | re.MULTILINE)
