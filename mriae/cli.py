@@ -199,7 +199,7 @@ def fidelity_of(quality: int | None, max_error: float | None, lossless: bool, ps
         raise UsageError(f"bad {given[0]}: {one_line(error)}") from None
 
 
-CODER_WORDS = {"network": "network", "context": "context coder", "exact": "stored exactly"}
+CODER_WORDS = {"network": "network", "context": "context coder", "wavelet": "wavelet coder", "exact": "stored exactly"}
 
 
 def coder_words(stats: Stats) -> str:
@@ -500,6 +500,8 @@ def volume_words(volume: VolumeInfo) -> str:
     if volume.context is not None:
         error = volume.context.error
         return "context coder, lossless" if error == 0 else f"context coder, every voxel within {error:g}"
+    if volume.wavelet is not None:
+        return f"wavelet coder, every voxel within {volume.wavelet.error:g}"
     if volume.tiling is None:
         return "network, constant (nothing coded)"
     tiles = volume.tiling.count
@@ -805,17 +807,21 @@ def info(
 
 
 MODE_WORDS = {"learned": "learned, quality {quality}", "context": "context coder, every voxel within {max_error:g}",
-              "lossless": "lossless (context coder)", "exact": "exact (lossless)"}
+              "wavelet": "wavelet coder, every voxel within {max_error:g}", "lossless": "lossless (context coder)",
+              "exact": "exact (lossless)"}
 """`mriae info`'s words for each mode of the JSON summary."""
 
 
 def mode_of(header: Header) -> str:
     """``learned`` (the network codes some volume), ``exact`` (every volume stored as it is:
-    label maps), ``lossless`` (the context coder, bit-exact) or ``context`` (within a bound)."""
+    label maps), ``wavelet`` (the wavelet coder codes some volume), ``lossless`` (the context
+    coder, bit-exact) or ``context`` (within a bound)."""
     if header.learned:
         return "learned"
     if all(volume.exact for volume in header.volumes):
         return "exact"
+    if any(volume.wavelet is not None for volume in header.volumes):
+        return "wavelet"
     return "lossless" if header.lossless else "context"
 
 
@@ -852,8 +858,9 @@ def dtype_words(dtype: np.dtype) -> str:
 
 def _summary(input: Path, size: int, header: Header) -> dict:
     """What `mriae info` shows of a file of ``size`` bytes with ``header``: ``mode`` is
-    ``learned``, ``context``, ``lossless`` or ``exact`` (:func:`mode_of`), ``max_error`` the
-    bound every voxel keeps, in stored units (None for learned files, 0 when lossless), and
+    ``learned``, ``context``, ``wavelet``, ``lossless`` or ``exact`` (:func:`mode_of`),
+    ``max_error`` the bound every voxel keeps, in stored units (None for learned files, 0 when
+    lossless), and
     ``scl_slope`` the absolute slope that turns stored into physical units for a NIfTI that has one
     (else None)."""
     image = header.image

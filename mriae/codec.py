@@ -28,6 +28,7 @@ from mriae.header import (
     ImageInfo,
     Tiling,
     VolumeInfo,
+    WaveletCode,
     grid_of,
     grid_record,
     header_record,
@@ -40,7 +41,7 @@ from mriae.limits import LimitError, Limits
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
 from mriae.parallel import ordered_map
 from mriae.predictive import coder, symmetry
-from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers
+from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers, whole_numbers_only
 from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed, symbols_checksum, tile_symbols
 from mriae.transforms.geometry import GridPlan, plan
 from mriae.transforms.intensity import IntensityRange, outlier_mask
@@ -55,6 +56,7 @@ from mriae.transforms.tiles import (
     region_of,
     whole,
 )
+from mriae.wavelet import coder as wavelet
 
 Progress = Callable[[int, int], None]
 """Called with (volumes done, volumes in all) after each 3D volume."""
@@ -62,10 +64,14 @@ Progress = Callable[[int, int], None]
 
 PSNR_STEP_TRIES = 100
 """Steps tried below the sampled search's answer before falling back to lossless."""
+PSNR_STEP_HALVINGS = 16
+"""Halvings of the (log) step interval in the sampled search: 2**-36…2 peaks to within 0.04 %."""
 DEAD_ZONE_ROUNDINGS = (0.4, 0.3)
 """Rounding offsets of the context coder's dead zone (coder.encode_near) tried for a PSNR
 target besides plain rounding (0.5): each costs DEAD_ZONE_TRIES encodes at most."""
 DEAD_ZONE_TRIES = 3
+WAVELET_TRIES = 4
+"""Steps the wavelet coder tries for a PSNR target."""
 NETWORK_CEILING = 40.0
 """PSNR targets above this (dB) go to the context coder alone: the network's best level
 reaches 30–37 dB (docs/benchmarks.md), so trying it would only cost time."""
@@ -99,7 +105,7 @@ class Stats:
     at_bound: float = 0.0
     """Fraction of voxels whose error equals the promised maximum error (0 without one)."""
     coder: str = "network"
-    """What coded the image: "network", "context" (the bounded/lossless coder) or "exact"."""
+    """What coded the image: "network", "context" (the bounded/lossless coder), "wavelet" or "exact"."""
 
     @property
     def ratio(self) -> float:
@@ -306,8 +312,9 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
 def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
                       weights: str, tile_size: int, original_bytes: int | None,
                       progress: Progress | None) -> tuple[bytes, Stats]:
-    """The smaller of the context coder at the largest step that keeps ``target`` dB and the
-    lowest network quality level that reaches it (tried up to NETWORK_CEILING dB)."""
+    """The smallest of the context coder's files that keep ``target`` dB (the largest step of
+    plain rounding, and the dead zones), the wavelet coder's, and the lowest network quality
+    level that reaches it (tried up to NETWORK_CEILING dB)."""
     step = _step_for_psnr(volumes, target)
     try:
         best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
@@ -315,6 +322,9 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         best = None
     if best is not None and step > 0:
         best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
+    transformed = _wavelet_to_psnr(image, volumes, target, original_bytes)
+    if transformed is not None and (best is None or len(transformed[0]) < len(best[0])):
+        best = transformed
     if target <= NETWORK_CEILING and not _beyond_float64(image.array):
         levels = list(load_codec(weights).qualities)
         candidates: dict[int, tuple[bytes, Stats]] = {}
@@ -341,29 +351,83 @@ def _with_dead_zone(image: Image, volumes: np.ndarray, step: float, target: floa
                     original_bytes: int | None) -> tuple[bytes, Stats]:
     """The smallest of ``best`` (plain rounding at ``step``) and the context coder's files with
     each dead zone of DEAD_ZONE_ROUNDINGS that reach ``target`` dB. A dead zone adds error, so
-    its step is smaller: the first try is ~1 dB below ``step``, the next moves the step by
-    the PSNR missed or exceeded (PSNR falls about 20·log10 of the step), later ones along the
-    secant of the last two tries."""
+    its search starts ~1 dB below ``step``."""
     for rounding in DEAD_ZONE_ROUNDINGS:
-        tries: list[tuple[float, float]] = []  # (log10 step, PSNR reached)
-        trial = step * 10 ** (-1 / 20)
-        for _ in range(DEAD_ZONE_TRIES):
-            try:
-                candidate = _compress_bounded(image, volumes, lambda volume: stepped(volume, trial), None,
-                                              original_bytes, None, rounding)
-            except UncodableError:  # a step too fine for the range
-                break
-            reached = candidate[1].psnr
-            if math.isinf(reached):  # as exact as lossless: no dead zone left to try
-                break
-            if reached >= target and len(candidate[0]) < len(best[0]):
-                best = candidate
-            tries.append((math.log10(trial), reached))
-            slope = -20.0
-            if len(tries) > 1 and tries[-1][1] != tries[-2][1]:
-                slope = min(-5.0, max(-80.0, (tries[-1][1] - tries[-2][1]) / (tries[-1][0] - tries[-2][0])))
-            trial *= 10 ** ((target + 0.02 - reached) / slope)
+        def coded(trial: float, rounding: float = rounding) -> tuple[bytes, Stats]:
+            return _compress_bounded(image, volumes, lambda volume: stepped(volume, trial), None, original_bytes,
+                                     None, rounding)
+
+        found = _smallest_reaching(coded, step * 10 ** (-1 / 20), target, DEAD_ZONE_TRIES)
+        if found is not None and len(found[0]) < len(best[0]):
+            best = found
     return best
+
+
+def _smallest_reaching(coded: Callable[[float], tuple[bytes, Stats]], first: float, target: float,
+                       tries: int) -> tuple[bytes, Stats] | None:
+    """The smallest of the files ``coded`` makes at up to ``tries`` steps that reach ``target``
+    dB (None if none does). The first step is ``first``; the next moves it by the PSNR missed
+    or exceeded (PSNR falls about 20·log10 of the step), later ones along the secant of the
+    last two tries. A step the coder cannot take, or one as exact as lossless, ends the search."""
+    best, tried = None, []  # (log10 step, PSNR reached)
+    trial = first
+    for _ in range(tries):
+        try:
+            candidate = coded(trial)
+        except UncodableError:  # a step too fine for the range
+            break
+        reached = candidate[1].psnr
+        if math.isinf(reached):
+            break
+        if reached >= target and (best is None or len(candidate[0]) < len(best[0])):
+            best = candidate
+        tried.append((math.log10(trial), reached))
+        slope = -20.0
+        if len(tried) > 1 and tried[-1][1] != tried[-2][1]:
+            slope = min(-5.0, max(-80.0, (tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0])))
+        trial *= 10 ** ((target + 0.02 - reached) / slope)
+    return best
+
+
+def _wavelet_to_psnr(image: Image, volumes: np.ndarray, target: float,
+                     original_bytes: int | None) -> tuple[bytes, Stats] | None:
+    """The wavelet coder's smallest file that reaches ``target`` dB within WAVELET_TRIES steps
+    (None if none does, or the values are beyond its range). The first step is the uniform
+    quantizer's for that mean squared error, √(12·MSE)."""
+    original = volumes.astype(np.float64)
+    low, high = float(original.min()), float(original.max())
+    if high == low or max(-low, high) > wavelet.VALUE_LIMIT:
+        return None
+    allowed = (high - low) ** 2 / 10 ** (target / 10)
+    return _smallest_reaching(lambda step: _compress_wavelet(image, volumes, step, original_bytes),
+                              math.sqrt(12 * allowed), target, WAVELET_TRIES)
+
+
+def _compress_wavelet(image: Image, volumes: np.ndarray, step: float, original_bytes: int | None) -> tuple[bytes, Stats]:
+    """.mriae bytes of ``image`` with every volume coded by the wavelet coder at ``step``; each
+    volume promises the largest error its decoded voxels have."""
+    chunks, records = [], []
+    reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
+    for index in range(volumes.shape[3]):
+        volume = volumes[..., index]
+        chunk = wavelet.encode(volume.astype(np.float64), step)
+        code = WaveletCode(0.0, step, whole_numbers_only(volume))
+        values = np.clip(wavelet.decode(chunk, volume.shape), float(volume.min()), float(volume.max()))
+        decoded = wavelet_values(code, values, volume.dtype)
+        code = dataclasses.replace(code, error=float(np.max(np.abs(decoded.astype(np.float64) - volume))))
+        chunks.append(chunk)
+        records.append(VolumeInfo(False, float(volume.min()), float(volume.max()), checksum=exact.checksum(decoded),
+                                  wavelet=code))
+        reconstruction[..., index] = decoded
+    errors = _Errors.of(volumes, reconstruction, max(record.wavelet.error for record in records))
+    header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
+                    _rounded(errors.psnr), None)
+    return _packed(header, chunks, volumes.nbytes, errors, original_bytes, "wavelet")
+
+
+def wavelet_values(code: WaveletCode, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A wavelet-coded volume's voxels in ``dtype`` from the coder's float64 ``values``."""
+    return (np.rint(values) if code.rounded else values).astype(dtype)
 
 
 def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
@@ -391,7 +455,7 @@ def _step_for_psnr(volumes: np.ndarray, target: float) -> float:
     low, high = peak * 2.0**-36, 2 * peak  # low reaches the target (else: lossless), high does not
     if not reaches(low, 1):
         return 0.0
-    for _ in range(30):
+    for _ in range(PSNR_STEP_HALVINGS):
         middle = math.sqrt(low * high)
         low, high = (middle, high) if reaches(middle, sample) else (low, middle)
     step = low
@@ -588,7 +652,7 @@ def decompress_image(data: bytes, progress: Progress | None = None, limits: Limi
     for index, (volume, parts) in enumerate(volume_chunks(header, chunks)):
         try:
             _decode_volume(codec, grid, header, volume, parts, region, array[..., index])
-        except (StreamError, exact.ExactError, coder.CoderError) as error:
+        except (StreamError, exact.ExactError, coder.CoderError, wavelet.WaveletError) as error:
             raise CodecError(f"volume {index + 1} is corrupt: {error}") from error
         if progress:
             progress(index + 1, len(header.volumes))
@@ -620,7 +684,7 @@ def _preview(header: Header, chunks: tuple[bytes, ...], factor: int, progress: P
                 array[..., index] = block_average(full, factor)
             else:
                 array[..., index] = _lattice(image, volume, parts[0], factor)
-        except (StreamError, exact.ExactError, coder.CoderError) as error:
+        except (StreamError, exact.ExactError, coder.CoderError, wavelet.WaveletError) as error:
             raise CodecError(f"volume {index + 1} is corrupt: {error}") from error
         if progress:
             progress(index + 1, len(header.volumes))
@@ -664,9 +728,9 @@ def block_average(volume: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _lattice(image: ImageInfo, volume: VolumeInfo, chunk: bytes, factor: int) -> np.ndarray:
-    """The voxels ``[::factor, ::factor, ::factor]`` of a volume stored exactly (decoded whole,
-    verified) or coded by the context coder (decoded only down to the pyramid level that holds
-    them; the voxels' checksum cannot be verified then)."""
+    """The voxels ``[::factor, ::factor, ::factor]`` of a volume stored exactly or coded by the
+    wavelet coder (decoded whole, verified) or by the context coder (decoded only down to the
+    pyramid level that holds them; the voxels' checksum cannot be verified then)."""
     code = volume.context
     shape = image.volume_shape
     sources = [np.arange(0, n, factor) for n in shape]
@@ -676,7 +740,7 @@ def _lattice(image: ImageInfo, volume: VolumeInfo, chunk: bytes, factor: int) ->
         n, kept, indices = shape[code.mirror], coded_shape[code.mirror], sources[code.mirror]
         sources[code.mirror] = np.where(indices < kept, indices, n - 1 - indices)
     level = max(level for level in range(factor.bit_length()) if all(not (s % (1 << level)).any() for s in sources))
-    if volume.exact or level == 0:  # a whole decode anyway: verified
+    if volume.exact or volume.wavelet is not None or level == 0:  # a whole decode anyway: verified
         return _decode_whole(image, volume, chunk)[::factor, ::factor, ::factor]
     quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits, code.rounded)
     integers = coder.decode(chunk, coded_shape, level)[np.ix_(*(s >> level for s in sources))]
@@ -716,9 +780,12 @@ def _decode_volume(codec: Codec | None, grid: GridPlan | None, header: Header, v
 
 
 def _decode_whole(image: ImageInfo, volume: VolumeInfo, chunk: bytes) -> np.ndarray:
-    """A volume stored exactly or coded by the context coder, whole, verified."""
+    """A volume stored exactly or coded by the context or wavelet coder, whole, verified."""
     if volume.exact:
         voxels = exact.unpack_voxels(chunk, image.volume_shape, image.dtype)
+    elif volume.wavelet is not None:
+        values = np.clip(wavelet.decode(chunk, image.volume_shape), volume.low, volume.high)
+        voxels = wavelet_values(volume.wavelet, values, image.dtype)
     else:
         code = volume.context
         quantizing = Quantizer(code.error, code.step, code.origin, volume.low, volume.high, code.float_bits,

@@ -24,8 +24,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89MRI"
-FORMAT_VERSION = 6
-READABLE_VERSIONS = (3, 4, 5, 6)
+FORMAT_VERSION = 7
+READABLE_VERSIONS = (3, 4, 5, 6, 7)
 """Every version that was ever on main is read (tests/golden holds a file of each)."""
 _CHECKSUM = struct.Struct("<I")
 _DEFLATE_WINDOW = -15  # raw DEFLATE: the CRC-32 already guards the bytes
@@ -40,11 +40,13 @@ _DICTIONARY_V4 = _DICTIONARY_V3 + b'"exact":true,"outliers":"volumes":[{"crc":,"
 _DICTIONARY_V5 = (
     _DICTIONARY_V4 + b'"float_bits":true"rounded":true"volumes":[{"bound":{"error":0.0,"origin":0.0,"step":1.0},"crc":'
 )
+_DICTIONARY_V6 = _DICTIONARY_V5 + b'],"size":128}},{"range":[0.0,"tiles":{"crc":['
 HEADER_DICTIONARIES = {
     3: _DICTIONARY_V3,
     4: _DICTIONARY_V4,
     5: _DICTIONARY_V5,
-    6: _DICTIONARY_V5 + b'],"size":128}},{"range":[0.0,"tiles":{"crc":[',
+    6: _DICTIONARY_V6,
+    7: _DICTIONARY_V6.replace(b'"volumes":[[0.0,', b'"wavelet":{"erro'),  # version 3's list form, gone since 4
 }
 """Raw-DEFLATE preset dictionary of the header per format version: the keys and common
 values of a typical header, so that a small file does not spell them out."""

@@ -143,6 +143,17 @@ class ContextCode:
 
 
 @dataclass(frozen=True)
+class WaveletCode:
+    """How a volume coded by the wavelet transform coder (mriae.wavelet, version 7 on) decodes:
+    its quantizer's base ``step``; every decoded voxel is within ``error`` of the original;
+    ``rounded``: decoded values are rounded to whole numbers (the image holds whole numbers)."""
+
+    error: float
+    step: float
+    rounded: bool = False
+
+
+@dataclass(frozen=True)
 class Tiling:
     """How a network-coded volume's latents are cut into independently coded tiles
     (mriae.transforms.tiles): ``size`` voxels of the network grid per axis (None: one tile,
@@ -166,7 +177,7 @@ class VolumeInfo:
 
     ``exact``: its voxels are stored losslessly as they are (label maps, masks); ``context``:
     coded by the context coder within ``context.error`` of ``[low, high]``, the volume's
-    range; otherwise its latents code the range [``low``, ``high``] in the tiles of
+    range; ``wavelet``: coded by the wavelet coder, decoded values clipped to ``[low, high]``; otherwise its latents code the range [``low``, ``high``] in the tiles of
     ``tiling`` (None for a constant volume of version 6 on, which codes nothing) and
     ``outliers`` voxels outside it are stored exactly beside them. ``checksum`` is the CRC-32
     of the decoded voxels (exact and context volumes; network volumes keep theirs per tile).
@@ -179,11 +190,20 @@ class VolumeInfo:
     checksum: int | None = None
     context: ContextCode | None = None
     tiling: Tiling | None = None
+    wavelet: WaveletCode | None = None
 
     @property
     def learned(self) -> bool:
         """True when the volume is coded through the network (and needs its weights)."""
-        return not self.exact and self.context is None
+        return not self.exact and self.context is None and self.wavelet is None
+
+    @property
+    def error(self) -> float | None:
+        """The largest error any voxel of the volume may have (0: exact); None for the network."""
+        if self.exact:
+            return 0.0
+        code = self.context or self.wavelet
+        return None if code is None else code.error
 
     @property
     def chunks(self) -> int:
@@ -223,7 +243,7 @@ class Header:
         """The largest error any voxel may have (0: lossless); None when the network codes some volume."""
         if self.learned:
             return None
-        return max((volume.context.error for volume in self.volumes if volume.context is not None), default=0.0)
+        return max((volume.error for volume in self.volumes), default=0.0)
 
 
 def parse_header(raw: dict, version: int, limits: Limits | None = None) -> Header:
@@ -315,6 +335,11 @@ def _volume_record(volume: VolumeInfo) -> dict:
         if code.mirror is not None:
             bound["mirror"] = code.mirror
         return {"bound": bound, "range": [volume.low, volume.high], "crc": volume.checksum}
+    if volume.wavelet is not None:
+        wavelet = {"error": volume.wavelet.error, "step": volume.wavelet.step}
+        if volume.wavelet.rounded:
+            wavelet["rounded"] = True
+        return {"wavelet": wavelet, "range": [volume.low, volume.high], "crc": volume.checksum}
     record: dict = {"range": [volume.low, volume.high]}
     if volume.tiling is not None:
         record["tiles"] = {"size": volume.tiling.size, "crc": list(volume.tiling.checksums or ())}
@@ -548,6 +573,9 @@ def _volume_info(record, version: int, volume_shape: tuple[int, int, int],
     if version >= 5 and "bound" in record:
         return VolumeInfo(False, low, high, checksum=_crc(record.get("crc"), "volumes[].crc"),
                           context=_context_code(record["bound"], low, high, volume_shape))
+    if version >= 7 and "wavelet" in record:
+        return VolumeInfo(False, low, high, checksum=_crc(record.get("crc"), "volumes[].crc"),
+                          wavelet=_wavelet_code(record["wavelet"], low, high))
     outliers = record.get("outliers", 0)
     if not isinstance(outliers, int) or isinstance(outliers, bool) or outliers < 0:
         raise HeaderError("volumes[].outliers is not a count")
@@ -606,6 +634,16 @@ def _context_code(record, low: float, high: float, shape: tuple[int, int, int]) 
     return ContextCode(error, step, origin, float_bits, rounded, mirror)
 
 
+def _wavelet_code(record, low: float, high: float) -> WaveletCode:
+    """A wavelet-coded volume's quantizer: a positive step and an error within its range."""
+    record = _typed(record, dict, "volumes[].wavelet")
+    error, step = (_finite(record.get(key), f"volumes[].wavelet.{key}") for key in ("error", "step"))
+    rounded = _typed(record.get("rounded", False), bool, "volumes[].wavelet.rounded")
+    if step <= 0 or not 0 <= error <= high - low:
+        raise HeaderError("volumes[].wavelet has an invalid error or step")
+    return WaveletCode(error, step, rounded)
+
+
 def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
     """Coded ranges must lie within the voxel type (a decoder casts into it)."""
     if dtype.kind == "b":
@@ -623,6 +661,8 @@ def _check_ranges(volumes: tuple[VolumeInfo, ...], dtype: np.dtype) -> None:
         if code is not None and dtype.kind in "iu" and not code.rounded and not all(
                 float(v).is_integer() and abs(v) <= EXACT_INTEGER for v in (code.step, code.origin)):
             raise HeaderError("volumes[].bound of an integer image needs a whole step and origin within ±2**53")
+        if volume.wavelet is not None and dtype.kind in "iu" and not volume.wavelet.rounded:
+            raise HeaderError("volumes[].wavelet of an integer image must be rounded")
         if not volume.exact and not low <= volume.low <= volume.high <= high:
             raise HeaderError(f"volumes[] range [{volume.low:g}, {volume.high:g}] does not fit {dtype}")
 

@@ -14,7 +14,7 @@ def test_pack_unpack_round_trip():
     parsed = unpack(data)
     assert parsed.header == header
     assert parsed.chunks == tuple(chunks)
-    assert parsed.version == FORMAT_VERSION == 6
+    assert parsed.version == FORMAT_VERSION == 7
     assert pack(header, chunks) == data  # deterministic
 
 
@@ -76,7 +76,7 @@ def deflated(text: bytes, version: int = FORMAT_VERSION) -> bytes:
 
 @pytest.mark.parametrize("version", READABLE_VERSIONS)
 def test_each_readable_version_inflates_its_header_with_its_own_dictionary(version):
-    text = b'{"volumes":[{"crc":1,"range":[0.0,1.0]}]}'
+    text = b'{"volumes":[{"crc":1,"range":[0.0,1.0]}],"v3":{"volumes":[[0.0,1.0]]}}'  # early and late entries
     assert unpack(with_header_stream(deflated(text, version), version)).header == json.loads(text)
     other = READABLE_VERSIONS[(READABLE_VERSIONS.index(version) + 1) % len(READABLE_VERSIONS)]
     with pytest.raises(ContainerError, match="header is unreadable"):

@@ -87,7 +87,7 @@ def test_tiles_are_the_whole_volumes_transforms_to_float_rounding(t1):
 def test_a_tiled_file_records_its_tiles_and_codes_like_one_tile(t1, tiled_file, tiled_decoded):
     header, chunks = read(tiled_file)
     tiling = header.volumes[0].tiling
-    assert header.version == container.FORMAT_VERSION == 6
+    assert header.version == container.FORMAT_VERSION == 7
     assert (tiling.size, tiling.counts, len(tiling.checksums)) == (16, (3, 4, 3), 36) and len(chunks) == 36
     single = compress_image(Image(t1, AFFINE), 5)[0]
     assert read_header(single).volumes[0].tiling.counts == (1, 1, 1)

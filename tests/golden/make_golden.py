@@ -41,6 +41,7 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
     tiled = np.rint(blob((136, 132, 130)) + rng.normal(0, 12, (136, 132, 130))).astype(np.int16)
     tiled_series = np.stack([blob((140, 40, 20)) * (1 + 0.1 * t) for t in range(2)], axis=-1).astype(np.float32)
     slab = blob((200, 48, 16)).astype(np.float32)
+    smooth = blob((30, 26, 21)) + rng.normal(0, 2, (30, 26, 21))
     return {
         "t1_int16": (t1, oblique, {"quality": 5}),
         "series_float32": (small_series, np.diag([2.0, 2.0, 3.0, 1.0]), {"quality": 2}),
@@ -60,6 +61,9 @@ def volumes() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
         "tiled_anisotropic_float32": (slab, np.diag([1.0, 1.0, 3.0, 1.0]), {"quality": 3, "spacing": (1.0, 1.0, 1.0)}),
         "constant_volume_float32": (np.stack([small_series[..., 0], np.full(small_series.shape[:3], 42.5, np.float32)],
                                              axis=-1), np.eye(4), {"quality": 5}),  # no tiles, no chunk
+        # version 7 on: the wavelet coder, for PSNR targets on smooth volumes
+        "wavelet_float32": (smooth.astype(np.float32), oblique, {"psnr": 42.0}),
+        "wavelet_int16": (np.rint(smooth).astype(np.int16), oblique, {"psnr": 40.0}),
     }
 
 
