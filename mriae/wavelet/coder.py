@@ -46,6 +46,10 @@ _PARAMETER_BYTES = 1 << 16
 """At most this many bytes of unpacked parameters (2 varints of ≤ 2 bytes per context, and the header)."""
 
 
+PARAMETER_BITS = 6.0
+"""About what a byte of a context's stored parameters costs once zlib'd (for the encoder's choice)."""
+
+
 class WaveletError(ValueError):
     """A stream that does not decode (damaged or forged); says what failed."""
 
@@ -187,11 +191,11 @@ class Parameters:
 
     def deltas(self) -> list[int]:
         """The stored form: each context's (z, h) less its predecessor's."""
-        previous = contexts.predecessors()
+        near = contexts.neighbours()
         out = []
         for context in range(contexts.CONTEXTS):
-            before = previous[context]
-            pz, ph = (self.zero[before], self.ratio[before]) if before >= 0 else DEFAULT
+            pz, ph = (contexts.predicted(self.zero, near[context], DEFAULT[0]),
+                      contexts.predicted(self.ratio, near[context], DEFAULT[1]))
             out += [int(self.zero[context] - pz), int(self.ratio[context] - ph)]
         return out
 
@@ -209,20 +213,18 @@ def _fit_parameters(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
     counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet).reshape(contexts.CONTEXTS, alphabet)
     zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
     ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    previous = contexts.predecessors()
+    near = contexts.neighbours()
     mean_excess = _mean_excess(counts)
     for context in range(contexts.CONTEXTS):
-        before = previous[context]
-        guess = (int(zero[before]), int(ratio[before])) if before >= 0 else DEFAULT
+        guess = (contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1]))
         row = counts[context]
         total = int(row.sum())
         if total == 0:
             zero[context], ratio[context] = guess
             continue
-        own = model.fit(int(row[0]), total, mean_excess[context])
-        own, own_cost = _refined(row, own)
-        own_cost += _parameter_bits(own, guess)
-        zero[context], ratio[context] = own if own_cost < model.costs(row, [guess[0]], [guess[1]])[0] else guess
+        own, _ = _refined(row, model.fit(int(row[0]), total, mean_excess[context]))
+        own_bits, guess_bits = model.costs(row, [own[0], guess[0]], [own[1], guess[1]])
+        zero[context], ratio[context] = own if own_bits + _parameter_bits(own, guess) < guess_bits else guess
     return Parameters(zero, ratio, alphabet)
 
 
@@ -254,7 +256,7 @@ def _refined(counts: np.ndarray, start: tuple[int, int]) -> tuple[tuple[int, int
 
 def _parameter_bits(own: tuple[int, int], guess: tuple[int, int]) -> float:
     """About what storing ``own`` after ``guess`` costs (its varints, once zlib'd)."""
-    return 6.0 * (len(varints.pack([own[0] - guess[0], own[1] - guess[1]])))
+    return PARAMETER_BITS * len(varints.pack([own[0] - guess[0], own[1] - guess[1]]))
 
 
 def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.ndarray:
@@ -325,10 +327,9 @@ def _read_parameters(reader: varints.Reader, alphabet: int) -> Parameters:
     """Each context's parameters, each checked against its range."""
     zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
     ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    previous = contexts.predecessors()
+    near = contexts.neighbours()
     for context in range(contexts.CONTEXTS):
-        before = previous[context]
-        pz, ph = (int(zero[before]), int(ratio[before])) if before >= 0 else DEFAULT
+        pz, ph = contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1])
         zero[context] = pz + reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
         ratio[context] = ph + reader.read(model.RATIO_RANGE[0] - ph, model.RATIO_RANGE[1] - ph, "a ratio parameter")
     return Parameters(zero, ratio, alphabet)

@@ -48,22 +48,29 @@ def group(level: int, orientation: tuple[int, int, int]) -> int:
     return min(level, LEVEL_CLASSES - 1) * ORIENTATION_CLASSES + sum(orientation) - 1
 
 
-def predecessors() -> np.ndarray:
-    """For each context, the context whose parameters predict its own (−1: none): the one
-    with the next lower outside bucket, else the next lower neighbour bucket, else the first
-    phase's of the same outside bucket, else the previous group's first context."""
-    previous = np.full(CONTEXTS, -1, dtype=np.int64)
+def neighbours() -> np.ndarray:
+    """For each context, the contexts (left, up, up-left; −1: none) whose parameters predict
+    its own: left has the next lower outside bucket, up the next lower neighbour bucket (or
+    is the first phase's), in a group's grid of contexts; the first context of a group has
+    the previous group's first context as its left one."""
+    result = np.full((CONTEXTS, 3), -1, dtype=np.int64)
     for g in range(GROUPS):
         base = 1 + g * GROUP_CONTEXTS
         for row, column in itertools.product(range(1 + NEIGHBOUR_BUCKETS), range(OUTSIDE_BUCKETS)):
             index = base + row * OUTSIDE_BUCKETS + column
-            if column:
-                previous[index] = index - 1
-            elif row:
-                previous[index] = index - OUTSIDE_BUCKETS
-            else:
-                previous[index] = base - GROUP_CONTEXTS if g else -1
-    return previous
+            left = index - 1 if column else (base - GROUP_CONTEXTS if g and not row else -1)
+            up = index - OUTSIDE_BUCKETS if row else -1
+            result[index] = (left, up, up - 1 if row and column else -1)
+    return result
+
+
+def predicted(values: np.ndarray, where: np.ndarray, default: int) -> int:
+    """The prediction of a context's parameter from those of its :func:`neighbours` row
+    ``where``: the median of left, up and left + up − up-left (LOCO-I's), or whichever exists."""
+    left, up, corner = (int(values[c]) if c >= 0 else None for c in where)
+    if left is not None and up is not None:
+        return sorted((left, up, left + up - corner))[1]
+    return left if left is not None else up if up is not None else default
 
 
 def phase_slices(phase: tuple[int, int, int]) -> Slices:
