@@ -26,6 +26,8 @@ import numpy as np
 PHASES = ((0, 0, 0), (1, 1, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1))
 """The parity classes of a band's positions, in coding order."""
 CAP = 255
+NEAR_WEIGHTS = (4, 2, 1)
+"""Weights of a coefficient's face, edge and corner neighbours in the neighbour mean."""
 NEIGHBOUR_BOUNDS = (0, 0.05, 0.12, 0.25, 0.4, 0.6, 1, 1.5, 2.2, 3.2, 4.5, 6.5, 9, 13, 18, 26)
 """Upper bounds (inclusive) of the neighbour buckets (mean magnitude); one more bucket above."""
 OUTSIDE_BOUNDS = (0, 0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2, 3, 5, 8, 12)
@@ -149,10 +151,13 @@ class BandContexts:
         if not offsets:
             return (outside + self._base).ravel()
         total = np.zeros(outside.shape, dtype=np.int32)
+        weights = 0
         for offset in offsets:
-            total += self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2)
-                                       for p, d, n in zip(phase, offset, outside.shape))]
-        return (np.take(_neighbour_table(len(offsets)), total) + outside + self._base).ravel()
+            weight = NEAR_WEIGHTS[sum(map(abs, offset)) - 1]
+            near = self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
+            total += near * weight if weight != 1 else near
+            weights += weight
+        return (np.take(_neighbour_table(weights), total) + outside + self._base).ravel()
 
     def record(self, index: int, values: np.ndarray) -> None:
         """Note the decoded coefficients of phase ``index`` (its shape)."""
