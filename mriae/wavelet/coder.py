@@ -9,10 +9,13 @@ consecutive values (C order) under a context of its own.
 
 Stream layout (every part checked as it is read):
 
-- varint n, then n bytes: zlib'd zigzag varints: the scheme (1); the step, the volume's lowest
-  and highest values (float64 bit patterns as int64); the reconstruction offset (64ths of a
-  step); the token alphabet; then for each context in order, its two parameters (z, h) as
-  differences from its predecessor's (contexts.predecessors; (DEFAULT) before the first);
+- varint n, then n bytes: zigzag varints as raw DEFLATE: the scheme (1); the step, the
+  volume's lowest and highest values (float64 bit patterns as int64); the reconstruction
+  offset (64ths of a step); the token alphabet; then the contexts' parameters (z, h): each
+  context's are predicted from those of its neighbours in its group's grid of contexts
+  (contexts.predicted; DEFAULT where it has none), and only those that differ are stored:
+  their number, then for each, in order, the number of contexts since the previous one (or
+  the start) and its (z, h) less their predictions;
 - varint m, then m bytes: the raw bits of the large tokens, in coding order;
 - the ANS words (little-endian u32), to the end.
 
@@ -40,14 +43,15 @@ ROUNDING = 0.3
 """The encoder's default deadzone rounding."""
 TRADE = 0.13
 """The encoder's default rate–distortion trade (squared error in steps² per bit)."""
+MAGNITUDE_LIMIT = 2.0 ** 900
+"""Values and steps lie within ±MAGNITUDE_LIMIT and steps above 1 / MAGNITUDE_LIMIT, so that
+no arithmetic of the transform overflows or reaches subnormal numbers."""
 DEFAULT = (40, 0)
-"""The parameters that predict the first context's."""
-_PARAMETER_BYTES = 1 << 16
-"""At most this many bytes of unpacked parameters (2 varints of ≤ 2 bytes per context, and the header)."""
-
-
+"""The parameters that predict those of a context without neighbours."""
 PARAMETER_BITS = 6.0
-"""About what a byte of a context's stored parameters costs once zlib'd (for the encoder's choice)."""
+"""About what a byte of a context's stored parameters costs once compressed (for the encoder's choice)."""
+_PARAMETER_BYTES = 1 << 16
+"""At most this many bytes of unpacked parameters (3 varints of ≤ 2 bytes per context, and the header)."""
 
 
 class WaveletError(ValueError):
@@ -102,20 +106,21 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     volume = np.asarray(volume)
     if volume.ndim != 3 or volume.size == 0:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
-    if not (math.isfinite(step) and step > 0) or not 0 <= rounding <= 0.5 or not trade >= 0:
-        raise ValueError(f"the step must be positive and finite, the rounding in [0, 0.5], the trade ≥ 0 (got {step}, {rounding}, {trade})")
+    if not _valid_step(step) or not 0 <= rounding <= 0.5 or not trade >= 0:
+        raise ValueError(f"the step must lie in [2**-900, 2**900], the rounding in [0, 0.5], the trade be ≥ 0 "
+                         f"(got {step}, {rounding}, {trade})")
     x = volume.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("a wavelet-coded volume holds finite values only")
+    if not (np.abs(x) <= MAGNITUDE_LIMIT).all():
+        raise ValueError("a wavelet-coded volume holds finite values within ±2**900 only")
     shape = x.shape
     low, bands = transform.forward(x)
     low_step, steps = _steps(shape, step)
-    low_indices = quantize.quantize(low, low_step, 0.5)
     ratios = [{o: c / steps[level][o] for o, c in band.items()} for level, band in enumerate(bands)]
+    largest = max([float(np.abs(low).max()) / low_step] + [float(np.abs(r).max()) for band in ratios for r in band.values()])
+    if not largest < VALUE_LIMIT - 1:
+        raise ValueError(f"the step {step} is too fine for this volume's values (indices up to {largest:.3g})")
+    low_indices = quantize.quantize(low, low_step, 0.5)
     indices = [{o: quantize.quantize(r, 1.0, rounding) for o, r in band.items()} for band in ratios]
-    largest = max([int(np.abs(low_indices).max())] + [int(np.abs(q).max()) for band in indices for q in band.values()])
-    if largest > VALUE_LIMIT:
-        raise ValueError(f"the step {step} is too fine for this volume's values (indices up to {largest})")
     offset = quantize.best_offset(ratios, indices)
     coded = _coded(shape, low_indices, lambda level, o, index, keys: indices[level][o][contexts.phase_slices(contexts.PHASES[index])])
     parameters = _fit_parameters(coded)
@@ -139,10 +144,16 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
         bits.write(raw_bits, raw)
         symbols.append((keys, tokens_))
     header = [SCHEME, _float_bits(step), _float_bits(float(x.min())), _float_bits(float(x.max())), offset, parameters.alphabet]
-    packed = zlib.compress(varints.pack(header + parameters.deltas()), 9)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
+    packed = deflater.compress(varints.pack(header + parameters.stored())) + deflater.flush()
     raw_bytes = bits.getvalue()
     words = _ans_words(symbols, parameters.models())
     return varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes + words.astype("<u4").tobytes()
+
+
+def _valid_step(step: float) -> bool:
+    """Whether ``step`` is one the coder takes (within [1 / MAGNITUDE_LIMIT, MAGNITUDE_LIMIT])."""
+    return 1 / MAGNITUDE_LIMIT <= step <= MAGNITUDE_LIMIT
 
 
 def _coded(shape: tuple[int, int, int], low_indices: np.ndarray,
@@ -160,7 +171,7 @@ def _coded(shape: tuple[int, int, int], low_indices: np.ndarray,
     return coded
 
 
-def _bit_costs(parameters: "Parameters") -> np.ndarray:
+def _bit_costs(parameters: Parameters) -> np.ndarray:
     """The bits of each token (columns) in each context (rows) under ``parameters``, raw bits included."""
     alphabet = parameters.alphabet
     probabilities = model.probabilities(parameters.zero, parameters.ratio, alphabet)
@@ -189,15 +200,21 @@ class Parameters:
     def __init__(self, zero: np.ndarray, ratio: np.ndarray, alphabet: int) -> None:
         self.zero, self.ratio, self.alphabet = zero, ratio, alphabet
 
-    def deltas(self) -> list[int]:
-        """The stored form: each context's (z, h) less its predecessor's."""
+    def stored(self) -> list[int]:
+        """The stored form: how many contexts have parameters other than their predictions,
+        then for each of those, in order, how many contexts lie between it and the previous
+        one (or the start), and its (z, h) less their predictions."""
         near = contexts.neighbours()
-        out = []
+        explicit, gap = [], 0
         for context in range(contexts.CONTEXTS):
-            pz, ph = (contexts.predicted(self.zero, near[context], DEFAULT[0]),
-                      contexts.predicted(self.ratio, near[context], DEFAULT[1]))
-            out += [int(self.zero[context] - pz), int(self.ratio[context] - ph)]
-        return out
+            zero = int(self.zero[context]) - contexts.predicted(self.zero, near[context], DEFAULT[0])
+            ratio = int(self.ratio[context]) - contexts.predicted(self.ratio, near[context], DEFAULT[1])
+            if zero or ratio:
+                explicit += [gap, zero, ratio]
+                gap = 0
+            else:
+                gap += 1
+        return [len(explicit) // 3, *explicit]
 
     def models(self) -> list:
         """The constriction model of each context."""
@@ -308,7 +325,7 @@ def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
     words = data[raw_start + raw_size :]
     if len(packed) != size or len(raw) != raw_size or len(words) % 4:
         raise WaveletError("the coded stream is cut short or not whole 32-bit words")
-    inflater = zlib.decompressobj()
+    inflater = zlib.decompressobj(-15)
     unpacked = inflater.decompress(packed, _PARAMETER_BYTES)
     if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
         raise WaveletError("the stream parameters are damaged or too large")
@@ -328,10 +345,17 @@ def _read_parameters(reader: varints.Reader, alphabet: int) -> Parameters:
     zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
     ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
     near = contexts.neighbours()
+    remaining = reader.read(0, contexts.CONTEXTS, "the number of contexts with parameters of their own")
+    upcoming = reader.read(0, contexts.CONTEXTS - 1, "a gap between contexts") if remaining else contexts.CONTEXTS
     for context in range(contexts.CONTEXTS):
         pz, ph = contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1])
-        zero[context] = pz + reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
-        ratio[context] = ph + reader.read(model.RATIO_RANGE[0] - ph, model.RATIO_RANGE[1] - ph, "a ratio parameter")
+        zero[context], ratio[context] = pz, ph
+        if context == upcoming:
+            zero[context] += reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
+            ratio[context] += reader.read(model.RATIO_RANGE[0] - ph, model.RATIO_RANGE[1] - ph, "a ratio parameter")
+            remaining -= 1
+            if remaining:
+                upcoming = context + 1 + reader.read(0, contexts.CONTEXTS - context - 2, "a gap between contexts")
     return Parameters(zero, ratio, alphabet)
 
 
@@ -343,7 +367,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         raise WaveletError("unknown stream scheme")
     step = _read_float(reader, "the step")
     lowest, highest = _read_float(reader, "the lowest value"), _read_float(reader, "the highest value")
-    if not step > 0 or lowest > highest:
+    if not _valid_step(step) or not -MAGNITUDE_LIMIT <= lowest <= highest <= MAGNITUDE_LIMIT:
         raise WaveletError(f"the step {step} or the value range [{lowest}, {highest}] is invalid")
     offset = reader.read(*quantize.OFFSET_RANGE, "the reconstruction offset")
     alphabet = reader.read(2, tokens.MAX_TOKEN, "the token alphabet")
