@@ -1,0 +1,422 @@
+"""The wavelet transform coder: a 3D volume and a step to bytes, and back to a float64 volume.
+
+The volume is transformed (mriae.wavelet.transform), its coefficients quantized
+(mriae.wavelet.quantize) and coded band by band, coarsest level first, each band in eight
+phases (mriae.wavelet.contexts). A coefficient's token (mriae.predictive.tokens) is coded with
+constriction's ANS coder under its context's parametric table (mriae.wavelet.model), whose two
+parameters the encoder fits and stores. The low band is coded first, as differences of
+consecutive values (C order) under a context of its own.
+
+Stream layout (every part checked as it is read):
+
+- varint n, then n bytes: zigzag varints as raw DEFLATE: the scheme (1); the step, the
+  volume's lowest and highest values (float64 bit patterns as int64); the reconstruction
+  offset (64ths of a step); the token alphabet; then the contexts' parameters (z, h): each
+  context's are predicted from those of its neighbours in its group's grid of contexts
+  (contexts.predicted; DEFAULT where it has none), and only those that differ are stored:
+  their number, then for each, in order, the number of contexts since the previous one (or
+  the start) and its (z, h) less their predictions;
+- varint m, then m bytes: the raw bits of the large tokens, in coding order;
+- the ANS words (little-endian u32), to the end.
+
+Decoding is integer work and elementwise IEEE float64 arithmetic (dequantization, the inverse
+transform, clipping to the stored range): the same bits on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+
+import constriction
+import numpy as np
+
+from mriae.predictive import tables, tokens, varints
+from mriae.wavelet import contexts, model, quantize, transform
+
+SCHEME = 1
+"""Version of this stream layout, written first in every stream."""
+VALUE_LIMIT = 1 << 40
+"""Quantized coefficients stay within ±VALUE_LIMIT."""
+ROUNDING = 0.3
+"""The encoder's default deadzone rounding."""
+TRADE = 0.13
+"""The encoder's default rate–distortion trade (squared error in steps² per bit)."""
+MAGNITUDE_LIMIT = 2.0 ** 900
+"""Values and steps lie within ±MAGNITUDE_LIMIT and steps above 1 / MAGNITUDE_LIMIT, so that
+no arithmetic of the transform overflows or reaches subnormal numbers."""
+DEFAULT = (40, 0)
+"""The parameters that predict those of a context without neighbours."""
+PARAMETER_BITS = 6.0
+"""About what a byte of a context's stored parameters costs once compressed (for the encoder's choice)."""
+_PARAMETER_BYTES = 1 << 16
+"""At most this many bytes of unpacked parameters (3 varints of ≤ 2 bytes per context, and the header)."""
+
+
+class WaveletError(ValueError):
+    """A stream that does not decode (damaged or forged); says what failed."""
+
+
+PhaseCoder = Callable[[int, tuple[int, int, int], int, np.ndarray, tuple[int, ...]], np.ndarray]
+
+
+def _steps(shape: tuple[int, int, int], step: float) -> tuple[float, list[dict[tuple[int, int, int], float]]]:
+    """(the low band's step, per level: orientation → step) of a volume's transform."""
+    levels = transform.splits(shape)
+    low_step = step / transform.gain(shape, len(levels) - 1, (0, 0, 0)) if levels else step
+    return low_step, [{o: step / transform.gain(shape, level, o) for o in transform.orientations(split)}
+                      for level, split in enumerate(levels)]
+
+
+def _walk(shape: tuple[int, int, int], code: PhaseCoder) -> None:
+    """Visit every phase of every band in coding order: ``code(level, orientation, phase,
+    keys, phase_shape)`` codes (or decodes) that phase's coefficients given their contexts
+    and returns them (int64, ``phase_shape``)."""
+    levels = transform.splits(shape)
+    _, band_shapes = transform.band_shapes(shape)
+    parents: dict[tuple[int, int, int], np.ndarray] = {}
+    for level in reversed(range(len(levels))):
+        parent_split = levels[level + 1] if level + 1 < len(levels) else (False, False, False)
+        orientations = transform.orientations(levels[level])
+        sibling_shape = tuple(max(band_shapes[level][o][axis] for o in orientations) for axis in range(3))
+        siblings = None
+        magnitudes = {}
+        for orientation in orientations:
+            band_shape = band_shapes[level][orientation]
+            parent = parents.get(tuple(b if s else 0 for b, s in zip(orientation, parent_split)))
+            outside = contexts.outside_buckets(band_shape, parent, parent_split, siblings)
+            band = contexts.BandContexts(band_shape, contexts.group(level, orientation), outside)
+            for index, phase in enumerate(contexts.PHASES):
+                keys = band.keys(index)
+                phase_shape = tuple(len(range(p, n, 2)) for p, n in zip(phase, band_shape))
+                band.record(index, code(level, orientation, index, keys, phase_shape))
+            magnitudes[orientation] = band.magnitudes()
+            if siblings is None:
+                siblings = np.zeros(sibling_shape, dtype=np.int32)
+            siblings += contexts.mapped(magnitudes[orientation], sibling_shape)
+        parents = magnitudes
+
+
+def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: float = TRADE) -> bytes:
+    """The stream of a 3D ``volume`` quantized with ``step`` (in the volume's units; the
+    error is about step / √12 per voxel at fine steps). ``rounding`` (≤ ½) is the deadzone's;
+    ``trade`` > 0 then requantizes each coefficient to the nearer of its two closest indices
+    in squared error + ``trade`` × its bits (rate–distortion optimized quantization)."""
+    volume = np.asarray(volume)
+    if volume.ndim != 3 or volume.size == 0:
+        raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
+    if not _valid_step(step) or not 0 <= rounding <= 0.5 or not trade >= 0:
+        raise ValueError(f"the step must lie in [2**-900, 2**900], the rounding in [0, 0.5], the trade be ≥ 0 "
+                         f"(got {step}, {rounding}, {trade})")
+    x = volume.astype(np.float64)
+    if not (np.abs(x) <= MAGNITUDE_LIMIT).all():
+        raise ValueError("a wavelet-coded volume holds finite values within ±2**900 only")
+    shape = x.shape
+    low, bands = transform.forward(x)
+    low_step, steps = _steps(shape, step)
+    ratios = [{o: c / steps[level][o] for o, c in band.items()} for level, band in enumerate(bands)]
+    largest = max([float(np.abs(low).max()) / low_step] + [float(np.abs(r).max()) for band in ratios for r in band.values()])
+    if not largest < VALUE_LIMIT - 1:
+        raise ValueError(f"the step {step} is too fine for this volume's values (indices up to {largest:.3g})")
+    low_indices = quantize.quantize(low, low_step, 0.5)
+    indices = [{o: quantize.quantize(r, 1.0, rounding) for o, r in band.items()} for band in ratios]
+    offset = quantize.best_offset(ratios, indices)
+    coded = _coded(shape, low_indices, lambda level, o, index, keys: indices[level][o][contexts.phase_slices(contexts.PHASES[index])])
+    parameters = _fit_parameters(coded)
+    if trade > 0:
+        bit_costs = _bit_costs(parameters)
+
+        def requantized(level: int, o: tuple[int, int, int], index: int, keys: np.ndarray) -> np.ndarray:
+            where = contexts.phase_slices(contexts.PHASES[index])
+            chosen = quantize.rd_quantize(ratios[level][o][where], offset, trade,
+                                          lambda q: _bits_of(bit_costs, keys.reshape(q.shape), q))
+            indices[level][o][where] = chosen
+            return chosen
+
+        coded = _coded(shape, low_indices, requantized)
+        offset = quantize.best_offset(ratios, indices)
+        parameters = _fit_parameters(coded)
+    bits = tokens.BitWriter()
+    symbols = []
+    for keys, values in coded:
+        tokens_, raw_bits, raw = tokens.tokens_of(values)
+        bits.write(raw_bits, raw)
+        symbols.append((keys, tokens_))
+    header = [SCHEME, _float_bits(step), _float_bits(float(x.min())), _float_bits(float(x.max())), offset, parameters.alphabet]
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
+    packed = deflater.compress(varints.pack(header + parameters.stored())) + deflater.flush()
+    raw_bytes = bits.getvalue()
+    words = _ans_words(symbols, parameters.models())
+    return varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes + words.astype("<u4").tobytes()
+
+
+def _valid_step(step: float) -> bool:
+    """Whether ``step`` is one the coder takes (within [1 / MAGNITUDE_LIMIT, MAGNITUDE_LIMIT])."""
+    return 1 / MAGNITUDE_LIMIT <= step <= MAGNITUDE_LIMIT
+
+
+def _coded(shape: tuple[int, int, int], low_indices: np.ndarray,
+           choose: Callable[[int, tuple[int, int, int], int, np.ndarray], np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(contexts, values) of every phase in coding order, the low band's differences first;
+    ``choose(level, orientation, phase, contexts)`` gives a phase's indices."""
+    coded = [(np.zeros(low_indices.size, dtype=np.uint16), np.diff(low_indices.ravel(), prepend=0))]
+
+    def code(level: int, orientation: tuple[int, int, int], index: int, keys: np.ndarray, _: tuple[int, ...]) -> np.ndarray:
+        values = choose(level, orientation, index, keys)
+        coded.append((keys, values.ravel()))
+        return values
+
+    _walk(shape, code)
+    return coded
+
+
+def _bit_costs(parameters: Parameters) -> np.ndarray:
+    """The bits of each token (columns) in each context (rows) under ``parameters``, raw bits included."""
+    alphabet = parameters.alphabet
+    probabilities = model.probabilities(parameters.zero, parameters.ratio, alphabet)
+    return -np.log2(np.maximum(probabilities, 2.0 ** -tables.PRECISION)) + tokens.raw_bit_counts(np.arange(alphabet))
+
+
+def _bits_of(bit_costs: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """About the bits of ``values`` in their contexts ``keys``."""
+    symbols = tokens.tokens_of(values.astype(np.int64))[0]
+    return bit_costs[keys, np.minimum(symbols, bit_costs.shape[1] - 1)]
+
+
+def _float_bits(value: float) -> int:
+    """The bit pattern of a float64 as a signed integer."""
+    return int(np.float64(value).view(np.int64))
+
+
+def _float_of(bits: int) -> float:
+    """Inverse of :func:`_float_bits`."""
+    return float(np.int64(bits).view(np.float64))
+
+
+class Parameters:
+    """Each context's parameters (z, h) and the token alphabet."""
+
+    def __init__(self, zero: np.ndarray, ratio: np.ndarray, alphabet: int) -> None:
+        self.zero, self.ratio, self.alphabet = zero, ratio, alphabet
+
+    def stored(self) -> list[int]:
+        """The stored form: how many contexts have parameters other than their predictions,
+        then for each of those, in order, how many contexts lie between it and the previous
+        one (or the start), and its (z, h) less their predictions."""
+        near = contexts.neighbours()
+        explicit, gap = [], 0
+        for context in range(contexts.CONTEXTS):
+            zero = int(self.zero[context]) - contexts.predicted(self.zero, near[context], DEFAULT[0])
+            ratio = int(self.ratio[context]) - contexts.predicted(self.ratio, near[context], DEFAULT[1])
+            if zero or ratio:
+                explicit += [gap, zero, ratio]
+                gap = 0
+            else:
+                gap += 1
+        return [len(explicit) // 3, *explicit]
+
+    def models(self) -> list:
+        """The constriction model of each context."""
+        return [model.table(int(z), int(h), self.alphabet) for z, h in zip(self.zero, self.ratio)]
+
+
+def _fit_parameters(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
+    """The parameters the encoder stores: fitted to each context's tokens where that pays for
+    the bytes they take, else its predecessor's."""
+    keys = np.concatenate([k for k, _ in coded]).astype(np.int64)
+    symbols = np.concatenate([tokens.tokens_of(v)[0] for _, v in coded]).astype(np.int64)
+    alphabet = max(2, int(symbols.max()) + 1)
+    counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet).reshape(contexts.CONTEXTS, alphabet)
+    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    near = contexts.neighbours()
+    mean_excess = _mean_excess(counts)
+    for context in range(contexts.CONTEXTS):
+        guess = (contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1]))
+        row = counts[context]
+        total = int(row.sum())
+        if total == 0:
+            zero[context], ratio[context] = guess
+            continue
+        own, _ = _refined(row, model.fit(int(row[0]), total, mean_excess[context]))
+        own_bits, guess_bits = model.costs(row, [own[0], guess[0]], [own[1], guess[1]])
+        zero[context], ratio[context] = own if own_bits + _parameter_bits(own, guess) < guess_bits else guess
+    return Parameters(zero, ratio, alphabet)
+
+
+def _mean_excess(counts: np.ndarray) -> np.ndarray:
+    """Per context, an estimate of the sum of (|q| − 1) over its nonzero coefficients, from
+    token counts (a large token counts as the middle of its values)."""
+    first, end = model.token_ranges(counts.shape[1])
+    magnitude = np.maximum((first + end - 1) / 4.0, 0.0)  # u ≈ 2|q|
+    magnitude[0] = 1.0
+    return counts @ (magnitude - 1.0)
+
+
+def _refined(counts: np.ndarray, start: tuple[int, int]) -> tuple[tuple[int, int], float]:
+    """A local minimum of the coding cost of ``counts`` near ``start`` (and that cost)."""
+    best, best_cost = start, None
+    for _ in range(16):
+        candidates = [(best[0] + dz, best[1] + dh) for dz, dh in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))]
+        candidates = [(z, h) for z, h in candidates
+                      if model.ZERO_RANGE[0] <= z <= model.ZERO_RANGE[1] and model.RATIO_RANGE[0] <= h <= model.RATIO_RANGE[1]]
+        bits = model.costs(counts, [z for z, _ in candidates], [h for _, h in candidates])
+        chosen = int(np.argmin(bits))
+        if best_cost is not None and chosen == 0:
+            break
+        best, best_cost = candidates[chosen], float(bits[chosen])
+        if chosen == 0:
+            break
+    return best, best_cost
+
+
+def _parameter_bits(own: tuple[int, int], guess: tuple[int, int]) -> float:
+    """About what storing ``own`` after ``guess`` costs (its varints, once zlib'd)."""
+    return PARAMETER_BITS * len(varints.pack([own[0] - guess[0], own[1] - guess[1]]))
+
+
+def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.ndarray:
+    """The ANS words of every phase's tokens, each phase's grouped by context, in coding order."""
+    coder = constriction.stream.stack.AnsCoder()
+    for keys, symbols in reversed(coded):
+        order, runs = _runs(keys, models)
+        ordered = symbols[order].astype(np.int32)
+        ends = np.cumsum([size for size, _ in runs])
+        for (size, table), end in zip(reversed(runs), reversed(ends)):
+            coder.encode_reverse(ordered[end - size : end], table)
+    return coder.get_compressed()
+
+
+def _runs(keys: np.ndarray, models: list) -> tuple[np.ndarray, list[tuple[int, object]]]:
+    """The order that groups a phase's symbols by context, and (size, model) of each context
+    that codes any, in that order."""
+    sizes = np.bincount(keys, minlength=len(models))
+    used = np.flatnonzero(sizes)
+    return np.argsort(keys, kind="stable"), [(int(sizes[c]), models[c]) for c in used]
+
+
+def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of :func:`encode`: the float64 volume of ``shape``; WaveletError if the stream
+    is damaged."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {shape})")
+    try:
+        return _decode(bytes(data), shape)
+    except WaveletError:
+        raise
+    except (varints.VarintError, tables.TableError, tokens.TokenError, zlib.error) as error:
+        raise WaveletError(str(error)) from error
+    except (ValueError, RuntimeError, OverflowError) as error:  # constriction's own checks
+        raise WaveletError(f"the coded stream is invalid ({error})") from error
+
+
+def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
+    """The parts of a stream: its unpacked parameters, its raw bits and its ANS words."""
+    head = varints.Reader(data[:10])
+    size = head.read(0, len(data), "the parameter size")
+    start = len(varints.pack([size]))
+    packed = data[start : start + size]
+    head = varints.Reader(data[start + size : start + size + 10])
+    raw_size = head.read(0, len(data), "the raw bit size")
+    raw_start = start + size + len(varints.pack([raw_size]))
+    raw = data[raw_start : raw_start + raw_size]
+    words = data[raw_start + raw_size :]
+    if len(packed) != size or len(raw) != raw_size or len(words) % 4:
+        raise WaveletError("the coded stream is cut short or not whole 32-bit words")
+    inflater = zlib.decompressobj(-15)
+    unpacked = inflater.decompress(packed, _PARAMETER_BYTES)
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise WaveletError("the stream parameters are damaged or too large")
+    return unpacked, raw, np.frombuffer(words, dtype="<u4").astype(np.uint32)
+
+
+def _read_float(reader: varints.Reader, what: str) -> float:
+    """A float64 stored as its bit pattern; WaveletError unless finite."""
+    value = _float_of(reader.read(-(1 << 63), (1 << 63) - 1, what))
+    if not math.isfinite(value):
+        raise WaveletError(f"{what} is not finite")
+    return value
+
+
+def _read_parameters(reader: varints.Reader, alphabet: int) -> Parameters:
+    """Each context's parameters, each checked against its range."""
+    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    near = contexts.neighbours()
+    remaining = reader.read(0, contexts.CONTEXTS, "the number of contexts with parameters of their own")
+    upcoming = reader.read(0, contexts.CONTEXTS - 1, "a gap between contexts") if remaining else contexts.CONTEXTS
+    for context in range(contexts.CONTEXTS):
+        pz, ph = contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1])
+        zero[context], ratio[context] = pz, ph
+        if context == upcoming:
+            zero[context] += reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
+            ratio[context] += reader.read(model.RATIO_RANGE[0] - ph, model.RATIO_RANGE[1] - ph, "a ratio parameter")
+            remaining -= 1
+            if remaining:
+                upcoming = context + 1 + reader.read(0, contexts.CONTEXTS - context - 2, "a gap between contexts")
+    return Parameters(zero, ratio, alphabet)
+
+
+def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """:func:`decode`, raising the errors of the parts it reads with."""
+    unpacked, raw, words = _split(data)
+    reader = varints.Reader(unpacked)
+    if reader.read(SCHEME, SCHEME, "the stream scheme") != SCHEME:
+        raise WaveletError("unknown stream scheme")
+    step = _read_float(reader, "the step")
+    lowest, highest = _read_float(reader, "the lowest value"), _read_float(reader, "the highest value")
+    if not _valid_step(step) or not -MAGNITUDE_LIMIT <= lowest <= highest <= MAGNITUDE_LIMIT:
+        raise WaveletError(f"the step {step} or the value range [{lowest}, {highest}] is invalid")
+    offset = reader.read(*quantize.OFFSET_RANGE, "the reconstruction offset")
+    alphabet = reader.read(2, tokens.MAX_TOKEN, "the token alphabet")
+    parameters = _read_parameters(reader, alphabet)
+    reader.check_finished()
+    models = parameters.models()
+    coder = constriction.stream.stack.AnsCoder(words)
+    bits = tokens.BitReader(raw)
+
+    def values_of(keys: np.ndarray, limit: int = VALUE_LIMIT) -> np.ndarray:
+        order, runs = _runs(keys, models)
+        symbols = np.zeros(keys.size, dtype=np.int32)
+        decoded = [coder.decode(table, size) for size, table in runs]
+        if decoded:
+            symbols[order] = np.concatenate(decoded)
+        return _values(symbols, bits, limit)
+
+    low_shape, band_shapes = transform.band_shapes(shape)
+    low_size = int(np.prod(low_shape))
+    low_indices = np.cumsum(values_of(np.zeros(low_size, dtype=np.uint16), 2 * VALUE_LIMIT))
+    if low_size and int(np.abs(low_indices).max()) > VALUE_LIMIT:
+        raise WaveletError("a decoded value lies outside the stream's range")
+    indices = [{o: np.zeros(s, dtype=np.int64) for o, s in level.items()} for level in band_shapes]
+
+    def decode_phase(level: int, orientation: tuple[int, int, int], index: int, keys: np.ndarray,
+                     phase_shape: tuple[int, ...]) -> np.ndarray:
+        values = values_of(keys).reshape(phase_shape)
+        indices[level][orientation][contexts.phase_slices(contexts.PHASES[index])] = values
+        return values
+
+    _walk(shape, decode_phase)
+    if not coder.is_empty():
+        raise WaveletError(f"{coder.num_words()} coded words are left after the last coefficient")
+    bits.check_finished()
+    low_step, steps = _steps(shape, step)
+    low = quantize.dequantize(low_indices.reshape(low_shape), low_step, 0)
+    bands = [{o: quantize.dequantize(q, steps[level][o], offset) for o, q in band.items()}
+             for level, band in enumerate(indices)]
+    return np.clip(transform.inverse(low, bands), lowest, highest)
+
+
+def _values(symbols: np.ndarray, bits: tokens.BitReader, limit: int) -> np.ndarray:
+    """The int64 values of decoded tokens and the raw bits of the large ones (within ±``limit``)."""
+    values = tokens.small_residuals(symbols, np.dtype(np.int64))
+    large = np.flatnonzero(symbols >= tokens.DIRECT)
+    if large.size:
+        chosen = symbols[large]
+        exact = tokens.residuals_of(chosen, bits.read(tokens.raw_bit_counts(chosen)))
+        if int(np.abs(exact).max()) > limit:
+            raise WaveletError("a decoded value lies outside the stream's range")
+        values[large] = exact
+    return values
