@@ -180,7 +180,7 @@ def _bit_costs(parameters: Parameters) -> np.ndarray:
 
 def _bits_of(bit_costs: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """About the bits of ``values`` in their contexts ``keys``."""
-    symbols = tokens.tokens_of(values.astype(np.int64))[0]
+    symbols = tokens.tokens_of(values.astype(np.int64).ravel())[0].reshape(values.shape)
     return bit_costs[keys, np.minimum(symbols, bit_costs.shape[1] - 1)]
 
 
