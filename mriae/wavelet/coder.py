@@ -43,7 +43,7 @@ ROUNDING = 0.3
 """The encoder's default deadzone rounding."""
 TRADE = 0.13
 """The encoder's default rate–distortion trade (squared error in steps² per bit)."""
-MAGNITUDE_LIMIT = 2.0 ** 900
+MAGNITUDE_LIMIT = 2.0 ** 500
 """Values and steps lie within ±MAGNITUDE_LIMIT and steps above 1 / MAGNITUDE_LIMIT, so that
 no arithmetic of the transform overflows or reaches subnormal numbers."""
 DEFAULT = (40, 0)
@@ -107,11 +107,11 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     if volume.ndim != 3 or volume.size == 0:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
     if not _valid_step(step) or not 0 <= rounding <= 0.5 or not trade >= 0:
-        raise ValueError(f"the step must lie in [2**-900, 2**900], the rounding in [0, 0.5], the trade be ≥ 0 "
+        raise ValueError(f"the step must lie in [2**-500, 2**500], the rounding in [0, 0.5], the trade be ≥ 0 "
                          f"(got {step}, {rounding}, {trade})")
     x = volume.astype(np.float64)
     if not (np.abs(x) <= MAGNITUDE_LIMIT).all():
-        raise ValueError("a wavelet-coded volume holds finite values within ±2**900 only")
+        raise ValueError("a wavelet-coded volume holds finite values within ±2**500 only")
     shape = x.shape
     low, bands = transform.forward(x)
     low_step, steps = _steps(shape, step)
