@@ -147,7 +147,7 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
     packed = deflater.compress(varints.pack(header + parameters.stored())) + deflater.flush()
     raw_bytes = bits.getvalue()
-    words = _ans_words(symbols, parameters.models())
+    words = _ans_words(symbols, parameters)
     return varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes + words.astype("<u4").tobytes()
 
 
@@ -197,7 +197,7 @@ def _float_of(bits: int) -> float:
 class Parameters:
     """Each context's parameters (z, h) and the token alphabet."""
 
-    def __init__(self, zero: np.ndarray, ratio: np.ndarray, alphabet: int) -> None:
+    def __init__(self, zero: list[int], ratio: list[int], alphabet: int) -> None:
         self.zero, self.ratio, self.alphabet = zero, ratio, alphabet
 
     def stored(self) -> list[int]:
@@ -207,8 +207,8 @@ class Parameters:
         near = contexts.neighbours()
         explicit, gap = [], 0
         for context in range(contexts.CONTEXTS):
-            zero = int(self.zero[context]) - contexts.predicted(self.zero, near[context], DEFAULT[0])
-            ratio = int(self.ratio[context]) - contexts.predicted(self.ratio, near[context], DEFAULT[1])
+            zero = self.zero[context] - contexts.predicted(self.zero, near[context], DEFAULT[0])
+            ratio = self.ratio[context] - contexts.predicted(self.ratio, near[context], DEFAULT[1])
             if zero or ratio:
                 explicit += [gap, zero, ratio]
                 gap = 0
@@ -216,9 +216,9 @@ class Parameters:
                 gap += 1
         return [len(explicit) // 3, *explicit]
 
-    def models(self) -> list:
-        """The constriction model of each context."""
-        return [model.table(int(z), int(h), self.alphabet) for z, h in zip(self.zero, self.ratio)]
+    def table(self, context: int) -> constriction.stream.model.Categorical:
+        """The constriction model of a context."""
+        return model.table(self.zero[context], self.ratio[context], self.alphabet)
 
 
 def _fit_parameters(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
@@ -228,8 +228,7 @@ def _fit_parameters(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
     symbols = np.concatenate([tokens.tokens_of(v)[0] for _, v in coded]).astype(np.int64)
     alphabet = max(2, int(symbols.max()) + 1)
     counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet).reshape(contexts.CONTEXTS, alphabet)
-    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    zero, ratio = [0] * contexts.CONTEXTS, [0] * contexts.CONTEXTS
     near = contexts.neighbours()
     mean_excess = _mean_excess(counts)
     for context in range(contexts.CONTEXTS):
@@ -276,11 +275,11 @@ def _parameter_bits(own: tuple[int, int], guess: tuple[int, int]) -> float:
     return PARAMETER_BITS * len(varints.pack([own[0] - guess[0], own[1] - guess[1]]))
 
 
-def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.ndarray:
+def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], parameters: Parameters) -> np.ndarray:
     """The ANS words of every phase's tokens, each phase's grouped by context, in coding order."""
     coder = constriction.stream.stack.AnsCoder()
     for keys, symbols in reversed(coded):
-        order, runs = _runs(keys, models)
+        order, runs = _runs(keys, parameters)
         ordered = symbols[order].astype(np.int32)
         ends = np.cumsum([size for size, _ in runs])
         for (size, table), end in zip(reversed(runs), reversed(ends)):
@@ -288,12 +287,12 @@ def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.n
     return coder.get_compressed()
 
 
-def _runs(keys: np.ndarray, models: list) -> tuple[np.ndarray, list[tuple[int, object]]]:
+def _runs(keys: np.ndarray, parameters: Parameters) -> tuple[np.ndarray, list[tuple[int, object]]]:
     """The order that groups a phase's symbols by context, and (size, model) of each context
     that codes any, in that order."""
-    sizes = np.bincount(keys, minlength=len(models))
+    sizes = np.bincount(keys)
     used = np.flatnonzero(sizes)
-    return np.argsort(keys, kind="stable"), [(int(sizes[c]), models[c]) for c in used]
+    return np.argsort(keys, kind="stable"), [(int(sizes[c]), parameters.table(int(c))) for c in used]
 
 
 def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -342,8 +341,7 @@ def _read_float(reader: varints.Reader, what: str) -> float:
 
 def _read_parameters(reader: varints.Reader, alphabet: int) -> Parameters:
     """Each context's parameters, each checked against its range."""
-    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
+    zero, ratio = [0] * contexts.CONTEXTS, [0] * contexts.CONTEXTS
     near = contexts.neighbours()
     remaining = reader.read(0, contexts.CONTEXTS, "the number of contexts with parameters of their own")
     upcoming = reader.read(0, contexts.CONTEXTS - 1, "a gap between contexts") if remaining else contexts.CONTEXTS
@@ -373,12 +371,11 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     alphabet = reader.read(2, tokens.MAX_TOKEN, "the token alphabet")
     parameters = _read_parameters(reader, alphabet)
     reader.check_finished()
-    models = parameters.models()
     coder = constriction.stream.stack.AnsCoder(words)
     bits = tokens.BitReader(raw)
 
     def values_of(keys: np.ndarray, limit: int = VALUE_LIMIT) -> np.ndarray:
-        order, runs = _runs(keys, models)
+        order, runs = _runs(keys, parameters)
         symbols = np.zeros(keys.size, dtype=np.int32)
         decoded = [coder.decode(table, size) for size, table in runs]
         if decoded:
