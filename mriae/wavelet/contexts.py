@@ -152,13 +152,13 @@ class BandContexts:
         offsets = _known_offsets(index)
         if not offsets:
             return (outside + self._base).ravel()
-        total = np.zeros(outside.shape, dtype=np.int32)
+        sums = [np.zeros(outside.shape, dtype=np.int32) for _ in NEAR_WEIGHTS]  # face, edge, corner neighbours
         weights = 0
         for offset in offsets:
-            weight = NEAR_WEIGHTS[sum(map(abs, offset)) - 1]
-            near = self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
-            total += near * weight if weight != 1 else near
-            weights += weight
+            kind = sum(map(abs, offset)) - 1
+            sums[kind] += self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
+            weights += NEAR_WEIGHTS[kind]
+        total = sums[0] * NEAR_WEIGHTS[0] + sums[1] * NEAR_WEIGHTS[1] + sums[2] * NEAR_WEIGHTS[2]
         return (np.take(_neighbour_table(weights), total) + outside + self._base).ravel()
 
     def record(self, index: int, values: np.ndarray) -> None:
