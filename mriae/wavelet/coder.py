@@ -4,18 +4,15 @@ The volume is transformed (mriae.wavelet.transform), its coefficients quantized
 (mriae.wavelet.quantize) and coded band by band, coarsest level first, each band in eight
 phases (mriae.wavelet.contexts). A coefficient's token (mriae.predictive.tokens) is coded with
 constriction's ANS coder under its context's parametric table (mriae.wavelet.model), whose two
-parameters the encoder fits and stores. The low band is coded first, as differences of
+parameters the encoder fits and stores (mriae.wavelet.parameters). The low band is coded first, as differences of
 consecutive values (C order) under a context of its own.
 
 Stream layout (every part checked as it is read):
 
 - varint n, then n bytes: zigzag varints as raw DEFLATE: the scheme (1); the step, the
   volume's lowest and highest values (float64 bit patterns as int64); the reconstruction
-  offset (64ths of a step); the token alphabet; then the contexts' parameters (z, h): each
-  context's are predicted from those of its neighbours in its group's grid of contexts
-  (contexts.predicted; DEFAULT where it has none), and only those that differ are stored:
-  their number, then for each, in order, the number of contexts since the previous one (or
-  the start) and its (z, h) less their predictions;
+  offset (64ths of a step); the token alphabet; then the contexts' parameters (z, h)
+  (parameters.Parameters.stored: only those that differ from their prediction);
 - varint m, then m bytes: the raw bits of the large tokens, in coding order;
 - the ANS words (little-endian u32), to the end.
 
@@ -33,7 +30,8 @@ import constriction
 import numpy as np
 
 from mriae.predictive import tables, tokens, varints
-from mriae.wavelet import contexts, model, quantize, transform
+from mriae.wavelet import contexts, quantize, transform
+from mriae.wavelet.parameters import Parameters, fitted
 
 SCHEME = 1
 """Version of this stream layout, written first in every stream."""
@@ -43,13 +41,9 @@ ROUNDING = 0.3
 """The encoder's default deadzone rounding."""
 TRADE = 0.13
 """The encoder's default rate–distortion trade (squared error in steps² per bit)."""
-MAGNITUDE_LIMIT = 2.0 ** 900
+MAGNITUDE_LIMIT = 2.0 ** 500
 """Values and steps lie within ±MAGNITUDE_LIMIT and steps above 1 / MAGNITUDE_LIMIT, so that
 no arithmetic of the transform overflows or reaches subnormal numbers."""
-DEFAULT = (40, 0)
-"""The parameters that predict those of a context without neighbours."""
-PARAMETER_BITS = 6.0
-"""About what a byte of a context's stored parameters costs once compressed (for the encoder's choice)."""
 _PARAMETER_BYTES = 1 << 16
 """At most this many bytes of unpacked parameters (3 varints of ≤ 2 bytes per context, and the header)."""
 
@@ -107,11 +101,11 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     if volume.ndim != 3 or volume.size == 0:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
     if not _valid_step(step) or not 0 <= rounding <= 0.5 or not trade >= 0:
-        raise ValueError(f"the step must lie in [2**-900, 2**900], the rounding in [0, 0.5], the trade be ≥ 0 "
+        raise ValueError(f"the step must lie in [2**-500, 2**500], the rounding in [0, 0.5], the trade be ≥ 0 "
                          f"(got {step}, {rounding}, {trade})")
     x = volume.astype(np.float64)
     if not (np.abs(x) <= MAGNITUDE_LIMIT).all():
-        raise ValueError("a wavelet-coded volume holds finite values within ±2**900 only")
+        raise ValueError("a wavelet-coded volume holds finite values within ±2**500 only")
     shape = x.shape
     low, bands = transform.forward(x)
     low_step, steps = _steps(shape, step)
@@ -123,9 +117,9 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     indices = [{o: quantize.quantize(r, 1.0, rounding) for o, r in band.items()} for band in ratios]
     offset = quantize.best_offset(ratios, indices)
     coded = _coded(shape, low_indices, lambda level, o, index, keys: indices[level][o][contexts.phase_slices(contexts.PHASES[index])])
-    parameters = _fit_parameters(coded)
+    parameters = fitted(coded)
     if trade > 0:
-        bit_costs = _bit_costs(parameters)
+        bit_costs = parameters.bit_costs()
 
         def requantized(level: int, o: tuple[int, int, int], index: int, keys: np.ndarray) -> np.ndarray:
             where = contexts.phase_slices(contexts.PHASES[index])
@@ -136,7 +130,7 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
 
         coded = _coded(shape, low_indices, requantized)
         offset = quantize.best_offset(ratios, indices)
-        parameters = _fit_parameters(coded)
+        parameters = fitted(coded)
     bits = tokens.BitWriter()
     symbols = []
     for keys, values in coded:
@@ -147,7 +141,7 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
     packed = deflater.compress(varints.pack(header + parameters.stored())) + deflater.flush()
     raw_bytes = bits.getvalue()
-    words = _ans_words(symbols, parameters.models())
+    words = _ans_words(symbols, parameters)
     return varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes + words.astype("<u4").tobytes()
 
 
@@ -171,13 +165,6 @@ def _coded(shape: tuple[int, int, int], low_indices: np.ndarray,
     return coded
 
 
-def _bit_costs(parameters: Parameters) -> np.ndarray:
-    """The bits of each token (columns) in each context (rows) under ``parameters``, raw bits included."""
-    alphabet = parameters.alphabet
-    probabilities = model.probabilities(parameters.zero, parameters.ratio, alphabet)
-    return -np.log2(np.maximum(probabilities, 2.0 ** -tables.PRECISION)) + tokens.raw_bit_counts(np.arange(alphabet))
-
-
 def _bits_of(bit_costs: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """About the bits of ``values`` in their contexts ``keys``."""
     symbols = tokens.tokens_of(values.astype(np.int64).ravel())[0].reshape(values.shape)
@@ -194,93 +181,11 @@ def _float_of(bits: int) -> float:
     return float(np.int64(bits).view(np.float64))
 
 
-class Parameters:
-    """Each context's parameters (z, h) and the token alphabet."""
-
-    def __init__(self, zero: np.ndarray, ratio: np.ndarray, alphabet: int) -> None:
-        self.zero, self.ratio, self.alphabet = zero, ratio, alphabet
-
-    def stored(self) -> list[int]:
-        """The stored form: how many contexts have parameters other than their predictions,
-        then for each of those, in order, how many contexts lie between it and the previous
-        one (or the start), and its (z, h) less their predictions."""
-        near = contexts.neighbours()
-        explicit, gap = [], 0
-        for context in range(contexts.CONTEXTS):
-            zero = int(self.zero[context]) - contexts.predicted(self.zero, near[context], DEFAULT[0])
-            ratio = int(self.ratio[context]) - contexts.predicted(self.ratio, near[context], DEFAULT[1])
-            if zero or ratio:
-                explicit += [gap, zero, ratio]
-                gap = 0
-            else:
-                gap += 1
-        return [len(explicit) // 3, *explicit]
-
-    def models(self) -> list:
-        """The constriction model of each context."""
-        return [model.table(int(z), int(h), self.alphabet) for z, h in zip(self.zero, self.ratio)]
-
-
-def _fit_parameters(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
-    """The parameters the encoder stores: fitted to each context's tokens where that pays for
-    the bytes they take, else its predecessor's."""
-    keys = np.concatenate([k for k, _ in coded]).astype(np.int64)
-    symbols = np.concatenate([tokens.tokens_of(v)[0] for _, v in coded]).astype(np.int64)
-    alphabet = max(2, int(symbols.max()) + 1)
-    counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet).reshape(contexts.CONTEXTS, alphabet)
-    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    near = contexts.neighbours()
-    mean_excess = _mean_excess(counts)
-    for context in range(contexts.CONTEXTS):
-        guess = (contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1]))
-        row = counts[context]
-        total = int(row.sum())
-        if total == 0:
-            zero[context], ratio[context] = guess
-            continue
-        own, _ = _refined(row, model.fit(int(row[0]), total, mean_excess[context]))
-        own_bits, guess_bits = model.costs(row, [own[0], guess[0]], [own[1], guess[1]])
-        zero[context], ratio[context] = own if own_bits + _parameter_bits(own, guess) < guess_bits else guess
-    return Parameters(zero, ratio, alphabet)
-
-
-def _mean_excess(counts: np.ndarray) -> np.ndarray:
-    """Per context, an estimate of the sum of (|q| − 1) over its nonzero coefficients, from
-    token counts (a large token counts as the middle of its values)."""
-    first, end = model.token_ranges(counts.shape[1])
-    magnitude = np.maximum((first + end - 1) / 4.0, 0.0)  # u ≈ 2|q|
-    magnitude[0] = 1.0
-    return counts @ (magnitude - 1.0)
-
-
-def _refined(counts: np.ndarray, start: tuple[int, int]) -> tuple[tuple[int, int], float]:
-    """A local minimum of the coding cost of ``counts`` near ``start`` (and that cost)."""
-    best, best_cost = start, None
-    for _ in range(16):
-        candidates = [(best[0] + dz, best[1] + dh) for dz, dh in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))]
-        candidates = [(z, h) for z, h in candidates
-                      if model.ZERO_RANGE[0] <= z <= model.ZERO_RANGE[1] and model.RATIO_RANGE[0] <= h <= model.RATIO_RANGE[1]]
-        bits = model.costs(counts, [z for z, _ in candidates], [h for _, h in candidates])
-        chosen = int(np.argmin(bits))
-        if best_cost is not None and chosen == 0:
-            break
-        best, best_cost = candidates[chosen], float(bits[chosen])
-        if chosen == 0:
-            break
-    return best, best_cost
-
-
-def _parameter_bits(own: tuple[int, int], guess: tuple[int, int]) -> float:
-    """About what storing ``own`` after ``guess`` costs (its varints, once zlib'd)."""
-    return PARAMETER_BITS * len(varints.pack([own[0] - guess[0], own[1] - guess[1]]))
-
-
-def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.ndarray:
+def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], parameters: Parameters) -> np.ndarray:
     """The ANS words of every phase's tokens, each phase's grouped by context, in coding order."""
     coder = constriction.stream.stack.AnsCoder()
     for keys, symbols in reversed(coded):
-        order, runs = _runs(keys, models)
+        order, runs = _runs(keys, parameters)
         ordered = symbols[order].astype(np.int32)
         ends = np.cumsum([size for size, _ in runs])
         for (size, table), end in zip(reversed(runs), reversed(ends)):
@@ -288,12 +193,12 @@ def _ans_words(coded: list[tuple[np.ndarray, np.ndarray]], models: list) -> np.n
     return coder.get_compressed()
 
 
-def _runs(keys: np.ndarray, models: list) -> tuple[np.ndarray, list[tuple[int, object]]]:
+def _runs(keys: np.ndarray, parameters: Parameters) -> tuple[np.ndarray, list[tuple[int, object]]]:
     """The order that groups a phase's symbols by context, and (size, model) of each context
     that codes any, in that order."""
-    sizes = np.bincount(keys, minlength=len(models))
+    sizes = np.bincount(keys)
     used = np.flatnonzero(sizes)
-    return np.argsort(keys, kind="stable"), [(int(sizes[c]), models[c]) for c in used]
+    return np.argsort(keys, kind="stable"), [(int(sizes[c]), parameters.table(int(c))) for c in used]
 
 
 def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -340,25 +245,6 @@ def _read_float(reader: varints.Reader, what: str) -> float:
     return value
 
 
-def _read_parameters(reader: varints.Reader, alphabet: int) -> Parameters:
-    """Each context's parameters, each checked against its range."""
-    zero = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    ratio = np.zeros(contexts.CONTEXTS, dtype=np.int64)
-    near = contexts.neighbours()
-    remaining = reader.read(0, contexts.CONTEXTS, "the number of contexts with parameters of their own")
-    upcoming = reader.read(0, contexts.CONTEXTS - 1, "a gap between contexts") if remaining else contexts.CONTEXTS
-    for context in range(contexts.CONTEXTS):
-        pz, ph = contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1])
-        zero[context], ratio[context] = pz, ph
-        if context == upcoming:
-            zero[context] += reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
-            ratio[context] += reader.read(model.RATIO_RANGE[0] - ph, model.RATIO_RANGE[1] - ph, "a ratio parameter")
-            remaining -= 1
-            if remaining:
-                upcoming = context + 1 + reader.read(0, contexts.CONTEXTS - context - 2, "a gap between contexts")
-    return Parameters(zero, ratio, alphabet)
-
-
 def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     """:func:`decode`, raising the errors of the parts it reads with."""
     unpacked, raw, words = _split(data)
@@ -371,14 +257,13 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         raise WaveletError(f"the step {step} or the value range [{lowest}, {highest}] is invalid")
     offset = reader.read(*quantize.OFFSET_RANGE, "the reconstruction offset")
     alphabet = reader.read(2, tokens.MAX_TOKEN, "the token alphabet")
-    parameters = _read_parameters(reader, alphabet)
+    parameters = Parameters.read(reader, alphabet)
     reader.check_finished()
-    models = parameters.models()
     coder = constriction.stream.stack.AnsCoder(words)
     bits = tokens.BitReader(raw)
 
     def values_of(keys: np.ndarray, limit: int = VALUE_LIMIT) -> np.ndarray:
-        order, runs = _runs(keys, models)
+        order, runs = _runs(keys, parameters)
         symbols = np.zeros(keys.size, dtype=np.int32)
         decoded = [coder.decode(table, size) for size, table in runs]
         if decoded:

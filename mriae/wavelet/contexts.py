@@ -50,12 +50,13 @@ def group(level: int, orientation: tuple[int, int, int]) -> int:
     return min(level, LEVEL_CLASSES - 1) * ORIENTATION_CLASSES + sum(orientation) - 1
 
 
-def neighbours() -> np.ndarray:
+@functools.cache
+def neighbours() -> tuple[tuple[int, int, int], ...]:
     """For each context, the contexts (left, up, up-left; −1: none) whose parameters predict
     its own: left has the next lower outside bucket, up the next lower neighbour bucket (or
     is the first phase's), in a group's grid of contexts; the first context of a group has
     the previous group's first context as its left one."""
-    result = np.full((CONTEXTS, 3), -1, dtype=np.int64)
+    result = [(-1, -1, -1)] * CONTEXTS
     for g in range(GROUPS):
         base = 1 + g * GROUP_CONTEXTS
         for row, column in itertools.product(range(1 + NEIGHBOUR_BUCKETS), range(OUTSIDE_BUCKETS)):
@@ -63,16 +64,17 @@ def neighbours() -> np.ndarray:
             left = index - 1 if column else (base - GROUP_CONTEXTS if g and not row else -1)
             up = index - OUTSIDE_BUCKETS if row else -1
             result[index] = (left, up, up - 1 if row and column else -1)
-    return result
+    return tuple(result)
 
 
-def predicted(values: np.ndarray, where: np.ndarray, default: int) -> int:
-    """The prediction of a context's parameter from those of its :func:`neighbours` row
-    ``where``: the median of left, up and left + up − up-left (LOCO-I's), or whichever exists."""
-    left, up, corner = (int(values[c]) if c >= 0 else None for c in where)
-    if left is not None and up is not None:
-        return sorted((left, up, left + up - corner))[1]
-    return left if left is not None else up if up is not None else default
+def predicted(values: list[int], where: tuple[int, int, int], default: int) -> int:
+    """The prediction of a context's parameter from those of its :func:`neighbours` ``where``
+    (``values`` by context): the median of left, up and left + up − up-left (LOCO-I's), or
+    whichever of left and up exists, or ``default``."""
+    left, up, corner = where
+    if left >= 0 and up >= 0:
+        return sorted((values[left], values[up], values[left] + values[up] - values[corner]))[1]
+    return values[left] if left >= 0 else values[up] if up >= 0 else default
 
 
 def phase_slices(phase: tuple[int, int, int]) -> Slices:
@@ -150,13 +152,13 @@ class BandContexts:
         offsets = _known_offsets(index)
         if not offsets:
             return (outside + self._base).ravel()
-        total = np.zeros(outside.shape, dtype=np.int32)
+        sums = [np.zeros(outside.shape, dtype=np.int32) for _ in NEAR_WEIGHTS]  # face, edge, corner neighbours
         weights = 0
         for offset in offsets:
-            weight = NEAR_WEIGHTS[sum(map(abs, offset)) - 1]
-            near = self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
-            total += near * weight if weight != 1 else near
-            weights += weight
+            kind = sum(map(abs, offset)) - 1
+            sums[kind] += self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
+            weights += NEAR_WEIGHTS[kind]
+        total = sums[0] * NEAR_WEIGHTS[0] + sums[1] * NEAR_WEIGHTS[1] + sums[2] * NEAR_WEIGHTS[2]
         return (np.take(_neighbour_table(weights), total) + outside + self._base).ravel()
 
     def record(self, index: int, values: np.ndarray) -> None:

@@ -99,7 +99,7 @@ def probabilities(zeros: np.ndarray, ratios: np.ndarray, alphabet: int) -> np.nd
     return rows
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 12)
 def table(zero: int, ratio: int, alphabet: int) -> constriction.stream.model.Categorical:
     """The constriction model of the tokens below ``alphabet`` under parameters (z, h): its
     probabilities as integers, which mriae.predictive.tables turns into exact frequencies."""
