@@ -70,7 +70,12 @@ DEAD_ZONE_ROUNDINGS = (0.4, 0.3)
 """Rounding offsets of the context coder's dead zone (coder.encode_near) tried for a PSNR
 target besides plain rounding (0.5): each costs DEAD_ZONE_TRIES encodes at most."""
 DEAD_ZONE_TRIES = 3
+DEAD_ZONE_REACH = 1.5
+"""Dead zones are tried only if plain rounding's file is under this many times the wavelet
+coder's: they save at most ~25 % (docs/benchmarks.md), so beyond it they cannot win."""
 WAVELET_TRIES = 4
+CLOSE_ENOUGH_DB = 0.05
+"""A step search stops at a file this close above its target."""
 """Steps the wavelet coder tries for a PSNR target."""
 NETWORK_CEILING = 40.0
 """PSNR targets above this (dB) go to the context coder alone: the network's best level
@@ -320,9 +325,9 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
     except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
         best = None
-    if best is not None and step > 0:
-        best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
     transformed = _wavelet_to_psnr(image, volumes, target, original_bytes)
+    if best is not None and step > 0 and (transformed is None or len(best[0]) < DEAD_ZONE_REACH * len(transformed[0])):
+        best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
     if transformed is not None and (best is None or len(transformed[0]) < len(best[0])):
         best = transformed
     if target <= NETWORK_CEILING and not _beyond_float64(image.array):
@@ -368,7 +373,8 @@ def _smallest_reaching(coded: Callable[[float], tuple[bytes, Stats]], first: flo
     """The smallest of the files ``coded`` makes at up to ``tries`` steps that reach ``target``
     dB (None if none does). The first step is ``first``; the next moves it by the PSNR missed
     or exceeded (PSNR falls about 20·log10 of the step), later ones along the secant of the
-    last two tries. A step the coder cannot take, or one as exact as lossless, ends the search."""
+    last two tries. A step the coder cannot take, one as exact as lossless, or a file within
+    CLOSE_ENOUGH_DB above the target ends the search."""
     best, tried = None, []  # (log10 step, PSNR reached)
     trial = first
     for _ in range(tries):
@@ -381,6 +387,8 @@ def _smallest_reaching(coded: Callable[[float], tuple[bytes, Stats]], first: flo
             break
         if reached >= target and (best is None or len(candidate[0]) < len(best[0])):
             best = candidate
+        if target <= reached < target + CLOSE_ENOUGH_DB:
+            break
         tried.append((math.log10(trial), reached))
         slope = -20.0
         if len(tried) > 1 and tried[-1][1] != tried[-2][1]:

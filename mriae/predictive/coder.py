@@ -162,32 +162,18 @@ def decode(data: bytes, shape: tuple[int, int, int], level: int = 0) -> np.ndarr
     verified)."""
     if level < 0:
         raise ValueError(f"a level is ≥ 0 (got {level})")
-    try:
+    with varints.stream_errors(CoderError):
         return _decode(data, shape, level)
-    except (varints.VarintError, tables.TableError, tokens.TokenError, zlib.error) as error:
-        raise CoderError(str(error)) from error
-    except (ValueError, RuntimeError, OverflowError) as error:  # constriction's own checks
-        raise CoderError(f"the coded stream is invalid ({error})") from error
 
 
 def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
     """The parts of a stream: its unpacked parameters, its raw bits and its ANS words."""
-    head = varints.Reader(data[:10])
-    size = head.read(0, len(data), "the parameter size")
-    start = len(varints.pack([size]))
-    packed = data[start : start + size]
-    head = varints.Reader(data[start + size : start + size + 10])
-    raw_size = head.read(0, len(data), "the raw bit size")
-    raw_start = start + size + len(varints.pack([raw_size]))
-    raw = data[raw_start : raw_start + raw_size]
-    words = data[raw_start + raw_size :]
-    if len(raw) != raw_size or len(words) % 4:
-        raise CoderError("the coded stream is cut short or not whole 32-bit words")
+    packed, raw, words = varints.stream_parts(data)
     parameters = zlib.decompressobj()
     unpacked = parameters.decompress(packed, 1 << 24)
     if parameters.unconsumed_tail or not parameters.eof:
         raise CoderError("the stream parameters are damaged or too large")
-    return unpacked, raw, np.frombuffer(words, dtype="<u4").astype(np.uint32)
+    return unpacked, raw, words
 
 
 def _decode(data: bytes, shape: tuple[int, int, int], last: int = 0) -> np.ndarray:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import constriction
 import numpy as np
 
-from mriae.predictive import tables, tokens, varints
+from mriae.predictive import tokens, varints
 from mriae.wavelet import contexts, quantize, transform
 from mriae.wavelet.parameters import Parameters, fitted
 
@@ -207,34 +207,18 @@ def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {shape})")
-    try:
+    with varints.stream_errors(WaveletError):
         return _decode(bytes(data), shape)
-    except WaveletError:
-        raise
-    except (varints.VarintError, tables.TableError, tokens.TokenError, zlib.error) as error:
-        raise WaveletError(str(error)) from error
-    except (ValueError, RuntimeError, OverflowError) as error:  # constriction's own checks
-        raise WaveletError(f"the coded stream is invalid ({error})") from error
 
 
 def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
     """The parts of a stream: its unpacked parameters, its raw bits and its ANS words."""
-    head = varints.Reader(data[:10])
-    size = head.read(0, len(data), "the parameter size")
-    start = len(varints.pack([size]))
-    packed = data[start : start + size]
-    head = varints.Reader(data[start + size : start + size + 10])
-    raw_size = head.read(0, len(data), "the raw bit size")
-    raw_start = start + size + len(varints.pack([raw_size]))
-    raw = data[raw_start : raw_start + raw_size]
-    words = data[raw_start + raw_size :]
-    if len(packed) != size or len(raw) != raw_size or len(words) % 4:
-        raise WaveletError("the coded stream is cut short or not whole 32-bit words")
+    packed, raw, words = varints.stream_parts(data)
     inflater = zlib.decompressobj(-15)
     unpacked = inflater.decompress(packed, _PARAMETER_BYTES)
     if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
         raise WaveletError("the stream parameters are damaged or too large")
-    return unpacked, raw, np.frombuffer(words, dtype="<u4").astype(np.uint32)
+    return unpacked, raw, words
 
 
 def _read_float(reader: varints.Reader, what: str) -> float:
