@@ -28,8 +28,8 @@ ZERO_RANGE = (-120, 160)
 """Bounds of z, the logit of p0 in eighths (p0 from ~3e-7 to 1 − 2e-9)."""
 RATIO_RANGE = (-64, 120)
 """Bounds of h, the logit of θ in eighths (θ from ~3e-4 to 1 − 3e-7)."""
-_E = math.exp(-1 / 8)
-"""e^(−1/8), a literal float64 here (the power below is exact IEEE arithmetic)."""
+_E = float.fromhex("0x1.c3d6a24ed8222p-1")
+"""e^(−1/8) as a float64 literal (a libm's exp may round differently; its powers below are IEEE products)."""
 _TINY = 2.0 ** -200
 _SCALE = float(1 << 36)
 """Probabilities are scaled to integers of this size before mriae.predictive.tables narrows them."""
