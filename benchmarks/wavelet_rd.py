@@ -83,18 +83,21 @@ def wavelet_curve(scorer: Scorer) -> tuple[list[tuple[float, float]], float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("volumes", nargs="*", help="volume names (default: the others, then the skull-on heads)")
-    parser.add_argument("--cache", default=None, help="the data cache of the heads (default: $MRIAE_CACHE or ~/.cache/mriae)")
+    parser.add_argument("--cache", default=None,
+                        help="the data cache of the heads (default: $MRIAE_CACHE or ~/.cache/mriae)")
     args = parser.parse_args()
     available = sources.volumes() | sources.validation_heads(args.cache or cache_root())
     names = args.volumes or [name for name in OTHERS + HEADS_LAST if name in available]
-    print("| volume | shape, dtype | BD-rate vs SPERR, 30–50 dB | wavelet points (bits/voxel / dB) | encode / decode s (finest) |")
+    print("| volume | shape, dtype | BD-rate vs SPERR, 30–50 dB | wavelet points (bits/voxel / dB) "
+          "| encode / decode s (finest) |")
     print("|---|---|---|---|---|")
     for name in names:
         volume = available[name].source()[0]
         scorer = Scorer(volume)
         anchor = sperr_curve(scorer)
         ours, encode_seconds, decode_seconds = wavelet_curve(scorer)
-        bd = bd_rate([r for r, _ in anchor], [p for _, p in anchor], [r for r, _ in ours], [p for _, p in ours], (0, 60), (30, 50))
+        bd = bd_rate([r for r, _ in anchor], [p for _, p in anchor], [r for r, _ in ours], [p for _, p in ours],
+                     (0, 60), (30, 50))
         shape = "×".join(map(str, volume.shape)) + f" {volume.dtype}"
         curve = " ".join(f"{r:.3f}/{p:.1f}" for r, p in ours)
         print(f"| {name} | {shape} | {bd:+.1f} % | {curve} | {encode_seconds:.2f} / {decode_seconds:.2f} |", flush=True)

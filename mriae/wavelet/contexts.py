@@ -99,7 +99,8 @@ def _neighbour_table(count: int) -> np.ndarray:
     return ((buckets + 1) * OUTSIDE_BUCKETS).astype(np.uint16)
 
 
-def mapped(array: np.ndarray, shape: tuple[int, ...], halves: tuple[bool, bool, bool] = (False, False, False)) -> np.ndarray:
+def mapped(array: np.ndarray, shape: tuple[int, ...],
+           halves: tuple[bool, bool, bool] = (False, False, False)) -> np.ndarray:
     """``array`` read at each position of a band of ``shape``: position i along an axis reads
     i // 2 where ``halves`` says so (a coarser level that split that axis), else i; clipped to
     the array's ends."""
@@ -156,7 +157,8 @@ class BandContexts:
         weights = 0
         for offset in offsets:
             kind = sum(map(abs, offset)) - 1
-            sums[kind] += self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2) for p, d, n in zip(phase, offset, outside.shape))]
+            sums[kind] += self._known[tuple(slice(1 + p + d, 1 + p + d + 2 * n - 1, 2)
+                                            for p, d, n in zip(phase, offset, outside.shape))]
             weights += NEAR_WEIGHTS[kind]
         total = sums[0] * NEAR_WEIGHTS[0] + sums[1] * NEAR_WEIGHTS[1] + sums[2] * NEAR_WEIGHTS[2]
         return (np.take(_neighbour_table(weights), total) + outside + self._base).ravel()

@@ -36,8 +36,8 @@ class Parameters:
         near = contexts.neighbours()
         explicit, gap = [], 0
         for context in range(contexts.CONTEXTS):
-            zero = self.zero[context] - contexts.predicted(self.zero, near[context], DEFAULT[0])
-            ratio = self.ratio[context] - contexts.predicted(self.ratio, near[context], DEFAULT[1])
+            predicted = _predicted(self.zero, self.ratio, near[context])
+            zero, ratio = self.zero[context] - predicted[0], self.ratio[context] - predicted[1]
             if zero or ratio:
                 explicit += [gap, zero, ratio]
                 gap = 0
@@ -53,7 +53,7 @@ class Parameters:
         remaining = reader.read(0, contexts.CONTEXTS, "the number of contexts with parameters of their own")
         upcoming = reader.read(0, contexts.CONTEXTS - 1, "a gap between contexts") if remaining else contexts.CONTEXTS
         for context in range(contexts.CONTEXTS):
-            pz, ph = contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1])
+            pz, ph = _predicted(zero, ratio, near[context])
             zero[context], ratio[context] = pz, ph
             if context == upcoming:
                 zero[context] += reader.read(model.ZERO_RANGE[0] - pz, model.ZERO_RANGE[1] - pz, "a zero parameter")
@@ -70,7 +70,13 @@ class Parameters:
     def bit_costs(self) -> np.ndarray:
         """About the bits of each token (columns) in each context (rows), raw bits included."""
         probabilities = model.probabilities(self.zero, self.ratio, self.alphabet)
-        return -np.log2(np.maximum(probabilities, 2.0 ** -tables.PRECISION)) + tokens.raw_bit_counts(np.arange(self.alphabet))
+        raw_bits = tokens.raw_bit_counts(np.arange(self.alphabet))
+        return -np.log2(np.maximum(probabilities, 2.0**-tables.PRECISION)) + raw_bits
+
+
+def _predicted(zero: list[int], ratio: list[int], where: tuple[int, int, int]) -> tuple[int, int]:
+    """The predicted (z, h) of a context whose :func:`contexts.neighbours` are ``where``."""
+    return contexts.predicted(zero, where, DEFAULT[0]), contexts.predicted(ratio, where, DEFAULT[1])
 
 
 def fitted(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
@@ -80,12 +86,13 @@ def fitted(coded: list[tuple[np.ndarray, np.ndarray]]) -> Parameters:
     keys = np.concatenate([k for k, _ in coded]).astype(np.int64)
     symbols = np.concatenate([tokens.tokens_of(v)[0] for _, v in coded]).astype(np.int64)
     alphabet = max(2, int(symbols.max()) + 1)
-    counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet).reshape(contexts.CONTEXTS, alphabet)
+    counts = np.bincount(keys * alphabet + symbols, minlength=contexts.CONTEXTS * alphabet)
+    counts = counts.reshape(contexts.CONTEXTS, alphabet)
     zero, ratio = [0] * contexts.CONTEXTS, [0] * contexts.CONTEXTS
     near = contexts.neighbours()
     mean_excess = _mean_excess(counts)
     for context in range(contexts.CONTEXTS):
-        guess = (contexts.predicted(zero, near[context], DEFAULT[0]), contexts.predicted(ratio, near[context], DEFAULT[1]))
+        guess = _predicted(zero, ratio, near[context])
         row = counts[context]
         total = int(row.sum())
         if total == 0:
@@ -101,9 +108,8 @@ def _mean_excess(counts: np.ndarray) -> np.ndarray:
     """Per context, an estimate of the sum of (|q| − 1) over its nonzero coefficients, from
     token counts (a large token counts as the middle of its values)."""
     first, end = model.token_ranges(counts.shape[1])
-    magnitude = np.maximum((first + end - 1) / 4.0, 0.0)  # u ≈ 2|q|
-    magnitude[0] = 1.0
-    return counts @ (magnitude - 1.0)
+    magnitude = np.where(end - first == 1, (first + 1) // 2, (first + end - 1) / 4.0)  # |q| = ⌈u / 2⌉
+    return counts[:, 1:] @ (magnitude[1:] - 1.0)
 
 
 def _refined(counts: np.ndarray, start: tuple[int, int]) -> tuple[int, int]:
