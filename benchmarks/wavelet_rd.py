@@ -28,7 +28,7 @@ from mriae.training.cache import cache_root
 from mriae.wavelet import coder
 
 SPERR_RATES = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-STEP_FRACTIONS = (0.3, 0.2, 0.1, 0.05, 0.025, 0.012, 0.006, 0.003)
+STEP_FRACTIONS = (0.45, 0.3, 0.2, 0.1, 0.05, 0.025, 0.012, 0.006, 0.003)
 CONTAINER_BYTES = 60
 """About what the .mriae container adds around a wavelet stream (header, lengths, checksum)."""
 OTHERS = ("example4d_vol0", "anatomical", "aniso_vox", "S0_10slices", "phantom_epi_vol0")

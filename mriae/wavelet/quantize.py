@@ -7,6 +7,10 @@ small coefficients cost almost nothing to code as 0) and comes back as
 sign(q)·(|q| + offset)·step, where the offset (stored in the stream) moves the reconstruction
 toward the centroid of the bin, which for peaked coefficient distributions lies below its
 middle. The low band is quantized without a deadzone (rounding ½, offset 0).
+
+The encoder then requantizes (:func:`rd_quantize`): each coefficient takes whichever of its
+nearest index and the next toward 0 costs less squared error plus a trade times its bits in
+its context, which zeroes the costly isolated small coefficients a fixed deadzone keeps.
 """
 
 from __future__ import annotations
