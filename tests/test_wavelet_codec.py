@@ -140,3 +140,11 @@ def test_a_version_6_header_has_no_wavelet_volumes(wavelet_file):
     header = json.loads(json.dumps(container.unpack(wavelet_file[1]).header))
     with pytest.raises(HeaderError):
         parse_header(header, 6)
+
+
+def test_the_golden_files_of_version_7_hold_wavelet_volumes():
+    from conftest import REPO
+
+    for name in ("v7_wavelet_float32.mriae", "v7_wavelet_int16.mriae"):
+        header = read_header((REPO / "tests" / "golden" / name).read_bytes())
+        assert header.version == 7 and all(volume.wavelet is not None for volume in header.volumes)
