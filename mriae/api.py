@@ -63,7 +63,7 @@ def compress(
       ``max_error`` × abs(scl_slope)), through the 3D context coder; 0 means lossless;
     * ``lossless``: bit-exact voxels (context coder);
     * ``psnr``: the smallest file reaching at least this PSNR in dB (peak = max − min),
-      from the context coder or the network, whichever is smaller.
+      from the network, the context coder or the wavelet coder, whichever is smallest.
 
     Returns the .mriae bytes and their :class:`~mriae.codec.Stats` (``coder``, ``psnr``,
     measured ``max_error``, ``at_bound``); also writes them to ``output`` if given

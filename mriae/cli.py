@@ -79,7 +79,7 @@ MaxError = Annotated[float | None, typer.Option(
     "--max-error", help="Every voxel within this absolute error, in stored units (3D context coder); 0: lossless.")]
 Lossless = Annotated[bool, typer.Option("--lossless", help="Bit-exact voxels (3D context coder).")]
 TargetPsnr = Annotated[float | None, typer.Option(
-    "--psnr", help="The smallest file reaching at least this PSNR in dB (context coder or network).")]
+    "--psnr", help="The smallest file reaching at least this PSNR in dB (network, context or wavelet coder).")]
 
 
 class UsageError(ValueError):

@@ -70,13 +70,14 @@ DEAD_ZONE_ROUNDINGS = (0.4, 0.3)
 """Rounding offsets of the context coder's dead zone (coder.encode_near) tried for a PSNR
 target besides plain rounding (0.5): each costs DEAD_ZONE_TRIES encodes at most."""
 DEAD_ZONE_TRIES = 3
+"""Steps each dead zone tries."""
 DEAD_ZONE_REACH = 1.5
 """Dead zones are tried only if plain rounding's file is under this many times the wavelet
 coder's: they save at most ~25 % (docs/benchmarks.md), so beyond it they cannot win."""
 WAVELET_TRIES = 4
+"""Steps the wavelet coder tries for a PSNR target."""
 CLOSE_ENOUGH_DB = 0.05
 """A step search stops at a file this close above its target."""
-"""Steps the wavelet coder tries for a PSNR target."""
 NETWORK_CEILING = 40.0
 """PSNR targets above this (dB) go to the context coder alone: the network's best level
 reaches 30–37 dB (docs/benchmarks.md), so trying it would only cost time."""
@@ -186,7 +187,7 @@ def compress_image(
     caller knows it holds labels: ``label_map``) are coded exactly. Otherwise a quality
     level codes through the network (outlier voxels stored exactly beside the code); a
     maximum error or lossless through the 3D context coder; a PSNR through whichever of the
-    two gives the smaller file. The network codes in tiles of ``tile_size`` voxels per axis
+    network, the context coder and the wavelet coder gives the smallest file. The network codes in tiles of ``tile_size`` voxels per axis
     (mriae.transforms.tiles; one of TILE_SIZES). Raises UncodableError for an image that
     cannot be coded as promised, or whose file its decoder would refuse (the header is
     parsed back, with the decoder's limits, before returning).
@@ -270,8 +271,8 @@ def _compress_bounded(image: Image, volumes: np.ndarray, quantizer_of: Callable[
     cannot take losslessly (integers beyond ±2**40, float64 that float32 does not hold) is
     stored exactly instead; one it cannot bound is refused. ``rounding`` below 0.5 (only
     when no ``error`` is promised): a real step's integers are chosen with that dead zone
-    about their predictions (coder.encode_near), and each volume promises the largest error
-    it then makes."""
+    about their predictions (coder.encode_near), and each volume promises the larger of
+    plain rounding's error and the one it then makes."""
     chunks, records = [], []
     reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
     for index in range(volumes.shape[3]):
@@ -325,7 +326,9 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
         best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
     except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
         best = None
-    transformed = _wavelet_to_psnr(image, volumes, target, original_bytes)
+    if best is not None and best[1].psnr < target:  # never expected: the step was checked on every voxel
+        best = None
+    transformed = _wavelet_to_psnr(image, volumes, target, original_bytes) if step > 0 else None
     if best is not None and step > 0 and (transformed is None or len(best[0]) < DEAD_ZONE_REACH * len(transformed[0])):
         best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
     if transformed is not None and (best is None or len(transformed[0]) < len(best[0])):
@@ -402,9 +405,8 @@ def _wavelet_to_psnr(image: Image, volumes: np.ndarray, target: float,
     """The wavelet coder's smallest file that reaches ``target`` dB within WAVELET_TRIES steps
     (None if none does, or the values are beyond its range). The first step is the uniform
     quantizer's for that mean squared error, √(12·MSE)."""
-    original = volumes.astype(np.float64)
-    low, high = float(original.min()), float(original.max())
-    if high == low or max(-low, high) > wavelet.VALUE_LIMIT:
+    low, high = float(volumes.min()), float(volumes.max())
+    if high == low or max(-low, high) > wavelet.MAGNITUDE_LIMIT:
         return None
     allowed = (high - low) ** 2 / 10 ** (target / 10)
     return _smallest_reaching(lambda step: _compress_wavelet(image, volumes, step, original_bytes),
@@ -418,7 +420,10 @@ def _compress_wavelet(image: Image, volumes: np.ndarray, step: float, original_b
     reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
     for index in range(volumes.shape[3]):
         volume = volumes[..., index]
-        chunk = wavelet.encode(volume.astype(np.float64), step)
+        try:
+            chunk = wavelet.encode(volume.astype(np.float64), step)
+        except ValueError as reason:  # a step too fine for the values' magnitude
+            raise UncodableError(str(reason)) from reason
         code = WaveletCode(0.0, step, whole_numbers_only(volume))
         values = np.clip(wavelet.decode(chunk, volume.shape), float(volume.min()), float(volume.max()))
         decoded = wavelet_values(code, values, volume.dtype)

@@ -177,10 +177,11 @@ class VolumeInfo:
 
     ``exact``: its voxels are stored losslessly as they are (label maps, masks); ``context``:
     coded by the context coder within ``context.error`` of ``[low, high]``, the volume's
-    range; ``wavelet``: coded by the wavelet coder, decoded values clipped to ``[low, high]``; otherwise its latents code the range [``low``, ``high``] in the tiles of
+    range; ``wavelet``: coded by the wavelet coder, decoded values clipped to ``[low, high]``;
+    otherwise its latents code the range [``low``, ``high``] in the tiles of
     ``tiling`` (None for a constant volume of version 6 on, which codes nothing) and
     ``outliers`` voxels outside it are stored exactly beside them. ``checksum`` is the CRC-32
-    of the decoded voxels (exact and context volumes; network volumes keep theirs per tile).
+    of the decoded voxels (exact, context and wavelet volumes; network volumes keep theirs per tile).
     """
 
     exact: bool

@@ -91,3 +91,31 @@ def test_psnr_mode_is_smaller_with_its_dead_zone_and_promises_the_error_it_makes
     worst = float(np.abs(decoded.astype(np.float64) - array).max())
     assert read_header(data).volumes[0].context.error >= worst == stats.max_error
     assert codec.psnr(array, decoded) == pytest.approx(stats.psnr, abs=1e-9)
+
+
+def test_encode_near_at_one_half_keeps_ties_within_the_nearest_integers():
+    scaled = np.random.default_rng(4).integers(0, 5, (20, 20, 20)) + 0.5  # every value a tie
+    data, integers = coder.encode_near(scaled, 0.5)
+    nearest = np.floor(scaled + 0.5)
+    assert nearest.min() <= integers.min() and integers.max() <= nearest.max()
+    assert np.array_equal(coder.decode(data, scaled.shape), integers)
+
+
+def test_plain_rounding_reaches_its_target_in_any_memory_layout(monkeypatch):
+    monkeypatch.setattr(codec, "DEAD_ZONE_ROUNDINGS", ())
+    monkeypatch.setattr(codec, "WAVELET_TRIES", 0)
+    for seed in range(4):
+        head = np.ascontiguousarray(_head((44, 40, 36), seed))  # C order: the lattice is sampled in F order
+        for target in (41.9, 43.5):
+            data, stats = compress_image(Image(head, np.eye(4), ".nii.gz", {}), Fidelity.of(psnr=target))
+            assert stats.psnr >= target and codec.psnr(head, decompress_image(data).array) >= target
+
+
+def test_a_very_high_target_on_offset_values_is_coded_not_refused():
+    rng = np.random.default_rng(9)
+    array = (30000 + rng.integers(0, 300, (24, 20, 16))).astype(np.int16)
+    data, stats = compress_image(Image(array, np.eye(4), ".nii.gz", {}), Fidelity.of(psnr=200.0))
+    assert stats.coder == "context" and decompress_image(data).array.tobytes() == array.tobytes()
+    smooth = 1e6 + 20 * np.sin(np.linspace(0, 6, 24 * 20 * 16)).reshape(24, 20, 16)
+    data, stats = compress_image(Image(smooth, np.eye(4), ".nii.gz", {}), Fidelity.of(psnr=140.0))
+    assert stats.psnr >= 140.0 and stats.coder in ("context", "wavelet")  # no error escapes the search

