@@ -215,7 +215,7 @@ def _decode(data: bytes, shape: tuple[int, int, int], last: int = 0) -> np.ndarr
         symbols[order] = np.concatenate(decoded) if decoded else symbols
         if symbols.size and int(symbols.max()) >= alphabet:
             raise CoderError("a token beyond the stream's alphabet")
-        return _residuals_of(symbols, bits, np.dtype(dtype), limit)
+        return tokens.decoded(symbols, bits, np.dtype(dtype), limit)
 
     coarse_shape = tuple(-(-n // (1 << pyramid.levels_of(shape))) for n in shape)
     size = int(np.prod(coarse_shape))
@@ -249,20 +249,6 @@ def _decode(data: bytes, shape: tuple[int, int, int], last: int = 0) -> np.ndarr
         raise CoderError(f"{coder.num_words()} coded words are left after the last voxel")
     bits.check_finished()
     return fine.astype(np.int64, copy=False)
-
-
-def _residuals_of(symbols: np.ndarray, bits: tokens.BitReader, dtype: np.dtype, limit: int) -> np.ndarray:
-    """The residuals, in ``dtype``, of decoded tokens and the raw bits of the large ones, which
-    must lie within ±``limit`` (so that adding a prediction stays within ``dtype``)."""
-    residuals = tokens.small_residuals(symbols, dtype)
-    large = np.flatnonzero(symbols >= tokens.DIRECT)
-    if large.size:
-        chosen = symbols[large]
-        exact = tokens.residuals_of(chosen, bits.read(tokens.raw_bit_counts(chosen)))
-        if int(np.abs(exact).max()) > limit:
-            raise CoderError("a decoded value lies outside the stream's range")
-        residuals[large] = exact
-    return residuals
 
 
 def _check_range(values: np.ndarray, low: int, high: int) -> None:

@@ -69,6 +69,20 @@ def small_residuals(tokens: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.take(_DIRECT_RESIDUALS.astype(dtype), tokens, mode="clip")
 
 
+def decoded(tokens: np.ndarray, bits: BitReader, dtype: np.dtype, limit: int) -> np.ndarray:
+    """The residuals, in ``dtype``, of decoded ``tokens`` and the raw bits of the large ones,
+    read from ``bits``; TokenError unless every one lies within ±``limit``."""
+    residuals = small_residuals(tokens, dtype)
+    large = np.flatnonzero(tokens >= DIRECT)
+    if large.size:
+        chosen = tokens[large]
+        exact = residuals_of(chosen, bits.read(raw_bit_counts(chosen)))
+        if int(np.abs(exact).max()) > limit:
+            raise TokenError("a decoded value lies outside the stream's range")
+        residuals[large] = exact
+    return residuals
+
+
 def residuals_of(tokens: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """Inverse of :func:`tokens_of` given the tokens and their raw values (int64)."""
     tokens = tokens.astype(np.int64)

@@ -174,7 +174,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         decoded = [coder.decode(table, size) for size, table in runs]
         if decoded:
             symbols[order] = np.concatenate(decoded)
-        return _values(symbols, bits, limit)
+        return tokens.decoded(symbols, bits, np.dtype(np.int64), limit)
 
     low_shape, band_shapes = transform.band_shapes(shape)
     low_indices = np.cumsum(values_of(np.zeros(math.prod(low_shape), dtype=np.uint16), 2 * VALUE_LIMIT))
@@ -215,19 +215,6 @@ def _read_float(reader: varints.Reader, what: str) -> float:
     if not math.isfinite(value):
         raise WaveletError(f"{what} is not finite")
     return value
-
-
-def _values(symbols: np.ndarray, bits: tokens.BitReader, limit: int) -> np.ndarray:
-    """The int64 values of decoded tokens and the raw bits of the large ones (within ±``limit``)."""
-    values = tokens.small_residuals(symbols, np.dtype(np.int64))
-    large = np.flatnonzero(symbols >= tokens.DIRECT)
-    if large.size:
-        chosen = symbols[large]
-        exact = tokens.residuals_of(chosen, bits.read(tokens.raw_bit_counts(chosen)))
-        if int(np.abs(exact).max()) > limit:
-            raise WaveletError("a decoded value lies outside the stream's range")
-        values[large] = exact
-    return values
 
 
 def _valid_step(step: float) -> bool:
