@@ -22,6 +22,8 @@ import torch
 from conftest import REPO, anatomy
 from test_dicom import write_series
 
+from mriae.models.weights import DEFAULT_WEIGHTS
+
 BUNDLE = REPO / "pipelines" / "bundle" / "mriae_codec"
 CONFIGS = BUNDLE / "configs"
 SCHEMA = BUNDLE / "schema" / "meta_schema_20240725.json"
@@ -59,7 +61,7 @@ def test_layout_follows_the_bundle_spec():
         assert (BUNDLE / name).is_file(), name
     from mriae.models.weights import weights_path
 
-    assert (BUNDLE / "models" / "model.pt").read_bytes() == weights_path("default").read_bytes()
+    assert (BUNDLE / "models" / "model.pt").read_bytes() == weights_path(DEFAULT_WEIGHTS).read_bytes()
 
 
 def test_verify_metadata_offline_with_the_shipped_schema():
@@ -190,7 +192,7 @@ def test_inference_from_the_bundle_folder_with_its_defaults(tmp_path: Path):
         difference = np.asarray(original.dataobj, np.float64) - np.asarray(restored.dataobj, np.float64)
         peak = float(np.ptp(np.asarray(original.dataobj)))
         assert float(row["psnr_db"]) == pytest.approx(10 * np.log10(peak**2 / np.mean(difference**2)), abs=1e-3)
-        assert json.loads(info(mriae_file))["model"]["name"] == "default"  # models/model.pt is the default weights
+        assert json.loads(info(mriae_file))["model"]["name"] == DEFAULT_WEIGHTS  # models/model.pt is the default weights
     assert float(metrics["mni152_t1_2mm.nii.gz"]["psnr_db"]) >= 25.0
     assert float(metrics["example4d.nii.gz"]["psnr_db"]) >= 25.0
 

@@ -18,6 +18,7 @@ from mriae.evaluation import RDPoint, bd_rate, max_abs_error, psnr, read_csv, ss
 from mriae.evaluation.bdrate import rate_at
 from mriae.evaluation.metrics import ssim_map
 from mriae.evaluation.plots import rd_plot, slices_figure, slices_plot
+from mriae.models.weights import DEFAULT_WEIGHTS
 
 
 def anchor_curve(psnrs: np.ndarray) -> np.ndarray:
@@ -173,7 +174,7 @@ def test_evaluate_report_is_one_a_person_would_keep(tmp_path: Path, monkeypatch,
     assert (code, err) == (0, "")
     assert sorted(p.name for p in report.iterdir()) == ["metrics.csv", "rd.png", "slices.png", "summary.md"]
     split = "unknown (not in the training set list)"  # a crop of a training volume: not on the list, no claim
-    assert out.splitlines()[-2] == f"split: {split} (its voxels are not those of any volume listed in default.volumes.json)"
+    assert out.splitlines()[-2] == f"split: {split} (its voxels are not those of any volume listed in {DEFAULT_WEIGHTS}.volumes.json)"
     rows = list(csv.DictReader((report / "metrics.csv").open()))
     assert [(row["setting"], row["split"]) for row in rows] == [("q1", "unknown"), ("q5", "unknown")]
 

@@ -17,7 +17,7 @@ from mriae.entropy_coder.stream import code_lengths, encode_symbols
 from mriae.evaluation.maps import LatentBits, head_mask, latent_bits, region_masks, region_stats
 from mriae.header import read
 from mriae.io import Image, read_image, write_image
-from mriae.models.weights import load_codec
+from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 from mriae.transforms.geometry import plan_on
 from mriae.transforms.tiles import latent_shape
 
@@ -139,7 +139,7 @@ def test_evaluate_map_draws_the_regions(tmp_path: Path, monkeypatch, capsys):
     assert png_size(figure)[0] == 1400
     lines = out.splitlines()
     assert lines[-2] == ("split: training (its voxels are those of sample_data/mni152_t1_2mm.nii.gz, "
-                         "in the training set list default.volumes.json)")
+                         f"in the training set list {DEFAULT_WEIGHTS}.volumes.json)")
     assert "| split | **training**: its voxels are those of sample_data/mni152_t1_2mm.nii.gz" in (
         report / "summary.md").read_text()
     assert [row["split"] for row in csv.DictReader((report / "metrics.csv").open())] == ["train"]

@@ -16,7 +16,7 @@ from conftest import REPO
 from mriae.codec import volumes_of
 from mriae.evaluation.splits import TRAIN, UNKNOWN, VALIDATION, VolumeList, list_path, split_of, voxel_checksum
 from mriae.io import Image, read_image, write_image
-from mriae.models.weights import weights_path
+from mriae.models.weights import DEFAULT_WEIGHTS, weights_path
 
 MNI = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
 EXAMPLE4D = REPO / "sample_data" / "example4d.nii.gz"
@@ -53,8 +53,8 @@ def test_a_checksum_does_not_depend_on_the_processor_s_denormal_mode():
 
 def test_the_shipped_list_belongs_to_the_shipped_weights(mni_t1: np.ndarray):
     listed = VolumeList.read(list_path())
-    assert list_path() == weights_path("default").with_name("default.volumes.json")
-    assert listed.weights_sha256 == hashlib.sha256(weights_path("default").read_bytes()).hexdigest()
+    assert list_path() == weights_path(DEFAULT_WEIGHTS).with_name(f"{DEFAULT_WEIGHTS}.volumes.json")
+    assert listed.weights_sha256 == hashlib.sha256(weights_path(DEFAULT_WEIGHTS).read_bytes()).hexdigest()
     assert listed.training[voxel_checksum(mni_t1)] == \
         "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"  # the real T1 training draws
     assert listed.training[voxel_checksum(read_image(MNI).array)] == "sample_data/mni152_t1_2mm.nii.gz"
@@ -66,13 +66,13 @@ def test_the_samples_and_what_is_made_of_them():
     trained = split_of(mni)
     assert (trained.split, str(trained)) == (TRAIN, "training")
     assert trained.reason == "its voxels are those of sample_data/mni152_t1_2mm.nii.gz, in the training set " \
-                             "list default.volumes.json"
+                             f"list {DEFAULT_WEIGHTS}.volumes.json"
     held_out = split_of(volumes_of(read_image(EXAMPLE4D).array))
     assert (held_out.split, str(held_out)) == (VALIDATION, "validation")
     assert "2 volumes of nibabel/tests/data/example4d.nii.gz" in held_out.reason
     crop = split_of(mni[10:-10, 10:-10, 10:-10])  # a training volume's crop is not on the list: no claim
     assert (crop.split, str(crop)) == (UNKNOWN, "unknown (not in the training set list)")
-    assert crop.reason == "its voxels are not those of any volume listed in default.volumes.json"
+    assert crop.reason == f"its voxels are not those of any volume listed in {DEFAULT_WEIGHTS}.volumes.json"
     # a series with a training volume in it is training; one with a volume not held out is unknown
     assert split_of(np.concatenate([mni, mni + 1], axis=3)).split == TRAIN
     assert split_of(np.concatenate([mni + 1, mni], axis=3)).split == TRAIN

@@ -36,7 +36,7 @@ def test_other_weights_are_named_by_their_file_and_found_by_that_name(tmp_path: 
     assert codec.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert weights_path("unit-a") == path
     assert load_codec("unit-a").sha256 == codec.sha256
-    assert torch.equal(codec.model.synthesis[0].bias, load_codec().model.synthesis[0].bias + 0.01)
+    assert torch.equal(codec.model.synthesis[0].bias, load_codec("default").model.synthesis[0].bias + 0.01)
 
 
 def test_clear_errors_for_weights_files(tmp_path: Path):

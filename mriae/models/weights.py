@@ -23,7 +23,9 @@ from mriae.formats import MODEL_NAME
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
 
 WEIGHTS_FORMAT = 3
-DEFAULT_WEIGHTS = "default"
+DEFAULT_WEIGHTS = "heads-1"
+"""The weights new files are made with. Weights once shipped stay installed under their name
+(``default``: the first network, brains only), so that the files they made still decode."""
 WEIGHTS_SUFFIX = ".pt"
 QUALITY_STEPS = (4.0, 3.05, 2.33, 1.77, 1.35, 1.03, 0.79, 0.6)
 """Nominal latent quantization step of quality levels 1 (smallest files) to 8 (highest fidelity);

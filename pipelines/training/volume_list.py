@@ -10,7 +10,7 @@ sample_data/mni152_t1_2mm.nii.gz. ``validation`` lists the benchmarks' validatio
 their files) and sample_data/example4d.nii.gz. Both caches must be filled first:
 
     python pipelines/training/fetch_templates.py && python benchmarks/datacache.py
-    python pipelines/training/volume_list.py [--weights default]
+    python pipelines/training/volume_list.py [--weights NAME]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import sources
 from mriae.codec import volumes_of
 from mriae.evaluation.splits import LIST_FORMAT, VolumeList, list_path, voxel_checksum
 from mriae.io import ImageError, read_image
-from mriae.models.weights import weights_path
+from mriae.models.weights import DEFAULT_WEIGHTS, weights_path
 from mriae.training.cache import cache_root, templates_folder
 from mriae.training.synthetic import TEMPLATES, template_dir
 
@@ -60,12 +60,15 @@ def validation_files() -> list[Path]:
 
 
 def describe(path: Path) -> str:
-    """``path`` from the folder a reader knows: the repository, the cache or site-packages."""
+    """``path`` from the folder a reader knows: site-packages (even in a virtual environment
+    inside the repository), the repository or the cache."""
+    parts = path.parts
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1:])
     for root, prefix in ((REPO, ""), (cache_root(), "<cache>/")):
         if path.is_relative_to(root):
             return prefix + str(path.relative_to(root))
-    parts = path.parts
-    return "/".join(parts[parts.index("site-packages") + 1:]) if "site-packages" in parts else str(path)
+    return str(path)
 
 
 def stored_volumes(path: Path) -> np.ndarray:
@@ -100,7 +103,7 @@ def as_json(listed: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", default="default", help="installed weights name or weights file")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="installed weights name or weights file")
     args = parser.parse_args(argv)
     try:
         sha = hashlib.sha256(weights_path(args.weights).read_bytes()).hexdigest()
