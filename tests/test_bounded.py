@@ -160,8 +160,10 @@ def test_psnr_target_is_met_and_tight():
         _, data, stats = round_trip(array, Fidelity.of(psnr=target))
         assert target <= stats.psnr < target + 1.5
         assert read_header(data).psnr == round(stats.psnr, 2)
-    low = compress_image(image_of(array), Fidelity.of(psnr=28.0))[1]
-    assert low.psnr >= 28.0 and low.coder == "network"  # the network's file is the smaller at low rates
+    data, low = compress_image(image_of(array), Fidelity.of(psnr=28.0))
+    learned = next(coded for coded in (compress_image(image_of(array), quality) for quality in range(1, 9))
+                   if coded[1].psnr >= 28.0)  # the network's lowest level that reaches 28 dB
+    assert low.psnr >= 28.0 and len(data) <= len(learned[0])  # never a larger file than the network's
 
 
 def test_decode_does_not_depend_on_thread_count(tmp_path):

@@ -187,7 +187,7 @@ def test_evaluate_report_is_one_a_person_would_keep(tmp_path: Path, monkeypatch,
     assert (about["shape"], about["voxel size"], about["dtype"]) == ("50 × 60 × 45 voxels", "2 × 2 × 3 mm", "uint8")
     assert about["intensities"] == f"{crop.min()} … {crop.max()} (stored units)"
     assert about["split"].startswith(f"**{split}**: its voxels are not those of any volume listed")
-    assert about["weights"] == f"`default`, sha256 `{load_codec().sha256}`"
+    assert about["weights"] == f"`{DEFAULT_WEIGHTS}`, sha256 `{load_codec().sha256}`"
     assert about["mriae"].startswith(f"{mriae.__version__}, commit ")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", about["date"])
     # ... the numbers of metrics.csv, rounded as printed ...
