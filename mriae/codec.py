@@ -420,17 +420,16 @@ def _compress_wavelet(image: Image, volumes: np.ndarray, step: float, original_b
     reconstruction = np.empty(volumes.shape, dtype=volumes.dtype)
     for index in range(volumes.shape[3]):
         volume = volumes[..., index]
+        low, high = float(volume.min()), float(volume.max())
         try:
             chunk = wavelet.encode(volume.astype(np.float64), step)
         except ValueError as reason:  # a step too fine for the values' magnitude
             raise UncodableError(str(reason)) from reason
         code = WaveletCode(0.0, step, whole_numbers_only(volume))
-        values = np.clip(wavelet.decode(chunk, volume.shape), float(volume.min()), float(volume.max()))
-        decoded = wavelet_values(code, values, volume.dtype)
+        decoded = wavelet_values(code, np.clip(wavelet.decode(chunk, volume.shape), low, high), volume.dtype)
         code = dataclasses.replace(code, error=float(np.max(np.abs(decoded.astype(np.float64) - volume))))
         chunks.append(chunk)
-        records.append(VolumeInfo(False, float(volume.min()), float(volume.max()), checksum=exact.checksum(decoded),
-                                  wavelet=code))
+        records.append(VolumeInfo(False, low, high, checksum=exact.checksum(decoded), wavelet=code))
         reconstruction[..., index] = decoded
     errors = _Errors.of(volumes, reconstruction, max(record.wavelet.error for record in records))
     header = Header(container.FORMAT_VERSION, _image_info(image), tuple(records), None, None, None,
