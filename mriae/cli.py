@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from mriae.batch import BatchJob
     from mriae.codec import Stats
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned compression for MRI volumes.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Learned compression for MRI volumes.")
 console = Console(stderr=True)
 EXPECTED_ERRORS = (ImageError, ContainerError, OSError, ValueError, KeyError, MissingExtra)
 """Failures of the input or the environment (CodecError is a ValueError; MissingExtra: an
@@ -1200,6 +1201,27 @@ def train(
             run_training(settings, report=say)
 
 
+def plain_info(args: list[str]) -> tuple[Path, bool, bool] | None:
+    """(file, --json, --debug) of a command line ``mriae info FILE [--json] [--debug]``; None for
+    any other (help, a bad or a repeated option: typer parses and reports those). Typer coerces
+    every other parameter through a pydantic TypeAdapter, and importing pydantic is a third of
+    the 0.5 s that ``mriae info`` may take to start (issue 14), so this one is read here."""
+    flags = ("--json", "--debug")
+    files = [arg for arg in args[1:] if arg not in flags]
+    plain = (args[:1] == ["info"] and len(files) == 1 and (files[0] == "-" or not files[0].startswith("-"))
+             and len(set(args[1:])) == len(args) - 1)
+    return (Path(files[0]), "--json" in args, "--debug" in args) if plain else None
+
+
+def _run_plain_info(arguments: tuple[Path, bool, bool]) -> int:
+    """Exit code of :func:`info` run on ``arguments`` from :func:`plain_info`."""
+    try:
+        info(*arguments)
+    except typer.Exit as stop:
+        return stop.exit_code
+    return 0
+
+
 def main() -> None:
     """The ``mriae`` command; its exit codes are in the module docstring and docs/errors.md."""
     args, warnings = quality_option_renamed(sys.argv[1:])
@@ -1207,7 +1229,8 @@ def main() -> None:
         complain(warning, label="warning")
     with signals_raised():
         try:
-            code = app(args=args, prog_name="mriae", standalone_mode=False)
+            code = _run_plain_info(plain) if (plain := plain_info(args)) else app(
+                args=args, prog_name="mriae", standalone_mode=False)
         except MissingExtra as error:  # a command whose own modules need an extra (batch, evaluate, train)
             complain(str(error))
             code = 1

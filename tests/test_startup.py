@@ -38,6 +38,15 @@ def test_info_and_help_do_not_import_torch_monai_or_the_image_readers(args):
     assert not imported_by(*args) & set(HEAVY)
 
 
+@pytest.mark.parametrize("args", [("info", str(GOLDEN)), ("info", "--json", str(GOLDEN)), ("info", str(GOLDEN), "--debug"),
+                                  ("--help",)])
+def test_info_and_help_skip_typers_slow_paths(args):
+    """Typer's parameter coercion imports pydantic and its rich help rich's markdown: each a
+    third of the 0.5 s budget. ``mriae info FILE`` is parsed without typer; help is plain.
+    (A command's own ``--help`` still imports pydantic: typer coerces its unset help flag.)"""
+    assert not imported_by(*args) & {"pydantic", "markdown_it"}
+
+
 def test_the_check_sees_torch_when_a_command_needs_it(tmp_path):
     """The listing is real: decompressing imports torch."""
     assert "torch" in imported_by("decompress", str(GOLDEN), "-o", str(tmp_path / "restored.nii.gz"))

@@ -33,31 +33,51 @@ PRIOR_COUNT = 50.0
 """Weight, in symbols, of the factorized table mixed into every counted context table."""
 
 
+_CROSS_CLASS = np.searchsorted(CROSS_BOUNDS, np.arange(CROSS_BOUNDS[-1] + 2))
+"""CROSS_BOUNDS interval of each count 0 … CROSS_BOUNDS[-1] + 1 (and more, clipped to it)."""
+_NEIGHBOUR_CLASS = np.searchsorted(NEIGHBOUR_BOUNDS, np.arange(NEIGHBOUR_BOUNDS[-1] + 2))
+"""NEIGHBOUR_BOUNDS interval of each sum 0 … NEIGHBOUR_BOUNDS[-1] + 1 (and more, clipped to it)."""
+
+
 def anchor_mask(shape: tuple[int, ...]) -> np.ndarray:
     """Boolean mask of the anchor positions of a (D, H, W) latent grid."""
     i, j, k = np.indices(shape, sparse=True)
     return (i + j + k) % 2 == 0
 
 
+def anchor_contexts(earlier_nonzero: np.ndarray) -> np.ndarray:
+    """Context of an anchor at every position, from the count of nonzero earlier channels there."""
+    return _CROSS_CLASS[np.minimum(earlier_nonzero, len(_CROSS_CLASS) - 1)] * _WITHIN
+
+
+def neighbour_contexts(values: np.ndarray) -> np.ndarray:
+    """What a non-anchor adds to its anchor context at every position of (…, D, H, W) ``values``:
+    1 + the interval of the summed magnitude of its six face neighbours (anchors, all of them)."""
+    magnitude = np.zeros((*values.shape[:-3], *(n + 2 for n in values.shape[-3:])), dtype=np.int64)
+    magnitude[..., 1:-1, 1:-1, 1:-1] = np.abs(values)
+    inner = (slice(1, -1),) * 3
+    total = np.zeros(values.shape, dtype=np.int64)
+    for axis in range(3):
+        for side in (slice(None, -2), slice(2, None)):
+            total += magnitude[(..., *inner[:axis], side, *inner[axis + 1:])]
+    return 1 + _NEIGHBOUR_CLASS[np.minimum(total, len(_NEIGHBOUR_CLASS) - 1)]
+
+
 def channel_contexts(values: np.ndarray, earlier_nonzero: np.ndarray) -> np.ndarray:
-    """Context (0 … CONTEXTS − 1) of every position of one channel's (D, H, W) symbols.
+    """Context (0 … CONTEXTS − 1) of every position of (…, D, H, W) symbols: one channel's, or
+    channels stacked on the first axis.
 
     ``earlier_nonzero`` counts the nonzero earlier channels per position. Anchors' contexts
     do not read ``values``; the others' read the anchors' values only.
     """
-    anchors = anchor_mask(values.shape)
-    magnitude = np.pad(np.abs(values.astype(np.int64)), 1)  # a non-anchor's face neighbours are anchors
-    neighbours = (magnitude[:-2, 1:-1, 1:-1] + magnitude[2:, 1:-1, 1:-1] + magnitude[1:-1, :-2, 1:-1]
-                  + magnitude[1:-1, 2:, 1:-1] + magnitude[1:-1, 1:-1, :-2] + magnitude[1:-1, 1:-1, 2:])
-    within = np.where(anchors, 0, 1 + np.searchsorted(NEIGHBOUR_BOUNDS, neighbours))
-    return np.searchsorted(CROSS_BOUNDS, earlier_nonzero) * _WITHIN + within
+    within = np.where(anchor_mask(values.shape[-3:]), 0, neighbour_contexts(values))
+    return anchor_contexts(earlier_nonzero) + within
 
 
 def all_contexts(symbols: np.ndarray) -> np.ndarray:
     """Contexts of all (C, D, H, W) ``symbols`` at once (as channel by channel decoding sees them)."""
     nonzero = (symbols != 0).astype(np.int64)
-    earlier = np.cumsum(nonzero, axis=0) - nonzero
-    return np.stack([channel_contexts(values, before) for values, before in zip(symbols, earlier)])
+    return channel_contexts(symbols, np.cumsum(nonzero, axis=0) - nonzero)
 
 
 def table_indices(symbols: np.ndarray, offset: int, size: int) -> np.ndarray:

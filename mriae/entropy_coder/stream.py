@@ -16,7 +16,8 @@ from functools import cached_property
 import constriction
 import numpy as np
 
-from mriae.entropy_coder.context import all_contexts, anchor_mask, channel_contexts, fit_context_rows, table_indices
+from mriae.entropy_coder.context import (all_contexts, anchor_contexts, anchor_mask, fit_context_rows, neighbour_contexts,
+                                         table_indices)
 
 ESCAPE_LIMIT = 2**20
 """Largest magnitude of an escaped symbol, relative to the channel's first table entry."""
@@ -162,12 +163,14 @@ def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, in
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         anchors = anchor_mask(shape)
+        others = ~anchors
         symbols = np.zeros((len(tables), *shape), dtype=np.int32)
         earlier_nonzero = np.zeros(shape, dtype=np.int64)
         for table, values in zip(tables, symbols):
-            for part in (anchors, ~anchors):
-                rows = table.coding_rows[channel_contexts(values, earlier_nonzero)[part]]
-                values[part] = _decode(coder, table, rows)
+            contexts = anchor_contexts(earlier_nonzero)
+            values[anchors] = _decode(coder, table, table.coding_rows[contexts[anchors]])
+            contexts = contexts[others] + neighbour_contexts(values)[others]
+            values[others] = _decode(coder, table, table.coding_rows[contexts])
             earlier_nonzero += values != 0
         finished = coder.is_empty()
     except (ValueError, RuntimeError, OverflowError) as error:  # constriction's own checks

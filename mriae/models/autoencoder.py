@@ -7,6 +7,7 @@ them, as mriae.transforms.grid plans today). A volume whose strided axes are mul
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -16,6 +17,10 @@ from torch import nn
 
 from mriae.models.entropy import EntropyBottleneck
 from mriae.models.gdn import GDN3d
+
+CHANNELS_LAST = torch.channels_last_3d
+"""The feature maps' memory format: oneDNN's 3D convolutions are up to 2× faster on it, and
+GDN's matrix product over the channels reads it without copying."""
 
 Strides = tuple[int, int, int]
 """Number of stride-2 stages (0..levels) applied to each spatial axis, first stages first."""
@@ -38,6 +43,21 @@ def stage_strides(strides: Strides, stage: int) -> tuple[int, int, int]:
     return tuple(2 if stage < n else 1 for n in strides)  # type: ignore[return-value]
 
 
+def single_channel_conv_by_patches(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                   stride: tuple[int, int, int]) -> torch.Tensor:
+    """``F.conv3d(x, weight, bias, stride, padding=1)`` for ``x`` of one channel, as one matrix
+    product over its 27 shifted copies: channels-last output, on a CPU ~1.7× faster than oneDNN
+    (which writes one input channel's output channels-first, to be copied)."""
+    batch, _, *size = x.shape
+    out = [(n - 1) // s + 1 for n, s in zip(size, stride)]
+    padded = F.pad(x, (1, 1, 1, 1, 1, 1))
+    (d, h, w), (sd, sh, sw) = out, stride
+    shifted = torch.stack([padded[:, 0, a:a + sd * d:sd, b:b + sh * h:sh, c:c + sw * w:sw]
+                           for a, b, c in itertools.product(range(3), repeat=3)])
+    y = torch.addmm(bias, shifted.view(27, -1).t(), weight.view(weight.shape[0], 27).t())
+    return y.view(batch, *out, -1).movedim(-1, 1)
+
+
 class StridedConv(nn.Module):
     """3×3×3 convolution whose per-axis stride (1 or 2) is chosen at call time."""
 
@@ -48,7 +68,39 @@ class StridedConv(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+        if self.weight.shape[1] == 1:
+            return single_channel_conv_by_patches(x, self.weight, self.bias, stride)
         return F.conv3d(x, self.weight, self.bias, stride=stride, padding=1)
+
+
+_PHASE_TAPS = {
+    1: (((0, 1), (1, 0), (2, -1)),),
+    2: (((1, 0),), ((2, 0), (0, 1))),
+}
+"""Per axis stride, per output phase, the (kernel tap, input shift) pairs of a 3-tap transposed
+convolution with padding 1 (output padding ``stride − 1``): output ``stride·j + phase`` sums
+tap ``k`` times input ``j + shift``."""
+
+
+def transposed_conv_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                              stride: tuple[int, int, int]) -> torch.Tensor:
+    """``F.conv_transpose3d(x, weight, bias, stride, padding=1, output_padding=stride − 1)`` as one
+    matrix product (every tap of every input voxel) and shifted sums per output phase: on a CPU
+    several times faster than oneDNN when the layer has a single output channel."""
+    batch, channels, *size = x.shape
+    outputs = weight.shape[1]
+    flat = x.movedim(1, -1).reshape(-1, channels)
+    taps = (weight.reshape(channels, -1).t() @ flat.t()).view(outputs, 3, 3, 3, batch, *size)
+    phased = x.new_zeros(outputs, batch, size[0], stride[0], size[1], stride[1], size[2], stride[2])
+    for phases in itertools.product(*(range(s) for s in stride)):
+        for pairs in itertools.product(*(_PHASE_TAPS[s][p] for s, p in zip(stride, phases))):
+            into = (slice(None), slice(None), *itertools.chain.from_iterable(
+                (slice(max(0, -shift), n - max(0, shift)), phase) for (_, shift), n, phase in zip(pairs, size, phases)))
+            read = (slice(None), *(tap for tap, _ in pairs), slice(None),
+                    *(slice(max(0, shift), n - max(0, -shift)) for (_, shift), n in zip(pairs, size)))
+            phased[into] += taps[read]
+    shape = (batch, outputs, *(n * s for n, s in zip(size, stride)))
+    return phased.movedim(0, 1).reshape(shape) + bias.view(1, -1, 1, 1, 1)
 
 
 class StridedDeconv(nn.Module):
@@ -61,6 +113,8 @@ class StridedDeconv(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+        if self.weight.shape[1] == 1:
+            return transposed_conv_by_phases(x, self.weight, self.bias, stride)
         extra = tuple(s - 1 for s in stride)
         return F.conv_transpose3d(x, self.weight, self.bias, stride=stride, padding=1, output_padding=extra)
 
@@ -83,7 +137,7 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor, strides: Strides) -> torch.Tensor:
         """Latents of ``x`` shaped (B, 1, D, H, W), in [0, 1] intensity."""
         for stage, conv in enumerate(self.analysis):
-            x = conv(x, stage_strides(strides, stage))
+            x = conv(x, stage_strides(strides, stage)).contiguous(memory_format=CHANNELS_LAST)
             if stage < len(self.analysis_gdn):
                 x = self.analysis_gdn[stage](x)
         return x
@@ -91,6 +145,7 @@ class Autoencoder(nn.Module):
     def decode(self, y: torch.Tensor, strides: Strides) -> torch.Tensor:
         """Reconstruction from (dequantized) latents."""
         levels = self.config.levels
+        y = y.contiguous(memory_format=CHANNELS_LAST)
         for i, deconv in enumerate(self.synthesis):
             y = deconv(y, stage_strides(strides, levels - 1 - i))
             if i < len(self.synthesis_gdn):

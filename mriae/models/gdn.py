@@ -21,8 +21,14 @@ class GDN3d(nn.Module):
         self.gamma_root = nn.Parameter(torch.eye(channels) * gamma_init**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
+        """``x`` normalized; computed channels-last (one matrix product over the channels), and
+        in place of the normalizer when no gradient is needed (it is memory-bound on a CPU)."""
         beta = self.beta_root**2 + 1e-6
-        gamma = (self.gamma_root**2).view(channels, channels, 1, 1, 1)
-        norm = F.conv3d(x * x, gamma, beta)
-        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        gamma = self.gamma_root**2
+        last = x.movedim(1, -1)  # (B, D, H, W, C): a view without copying for channels-last x
+        norm = F.linear(last * last, gamma, beta)
+        if torch.is_grad_enabled() and (x.requires_grad or gamma.requires_grad):
+            scaled = last * (norm.sqrt() if self.inverse else norm.rsqrt())
+        else:
+            scaled = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(last)
+        return scaled.movedim(-1, 1)
