@@ -152,7 +152,7 @@ def main() -> None:
                 print(f"| {name} ({voxels / 1e6:.1f} MVox) | {threads} | " + " | ".join(cells)
                       + f" | {ratio:.1f}× | {coded['bpv']:.3f} (SPERR {sperr['bpv']:.3f}) |", flush=True)
             restored = scratch / f"{name}_restored.nii.gz"
-            cli_rows.append((name, min(cli_seconds(["compress", str(path), "-o", str(packed), "-q", str(args.quality),
+            cli_rows.append((name, min(cli_seconds(["compress", str(path), "-o", str(packed), "-Q", str(args.quality),
                                                     "--force"]) for _ in range(args.repeat)),
                              min(cli_seconds(["decompress", str(packed), "-o", str(restored), "--force"])
                                  for _ in range(args.repeat)),
