@@ -16,7 +16,7 @@ Volumes: the 1 mm MNI152 template (nilearn), and 256³ / 512³ float32 volumes m
 (trilinear zoom plus Gaussian noise of 1 % of its range, so that they are not smoother than
 scans), written as uncompressed NIfTI to a scratch folder.
 
-    PYTHONPATH=. python benchmarks/speed.py [--volumes mni 256 512] [--threads 1 2] [--repeat 3]
+    PYTHONPATH=. python benchmarks/speed.py [--volumes mni 256 512] [--threads 1 2] [--repeat 3] [--device cuda]
 
 Prints Markdown tables (paste them into docs/benchmarks.md with the commit and machine).
 """
@@ -84,13 +84,13 @@ def child(task: dict) -> dict:
         packed = Path(task["packed"])
         if kind == "compress":
             def step() -> None:
-                data, _ = mriae.compress(path, quality=task["quality"], threads=threads)
+                data, _ = mriae.compress(path, quality=task["quality"], threads=threads, device=task["device"])
                 packed.write_bytes(data)
         else:
             data = packed.read_bytes()
 
             def step() -> None:
-                mriae.decompress(data, threads=threads)
+                mriae.decompress(data, threads=threads, device=task["device"])
         step()  # warm-up: weights loaded, torch initialised
         for _ in range(repeat):
             start = time.perf_counter()
@@ -124,9 +124,11 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quality", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="where mriae's network runs: cpu, cuda or auto")
     parser.add_argument("--scratch", type=Path, help="folder for the generated volumes (default: a temporary one)")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python "
+          f"{platform.python_version()}; mriae's network on {args.device}")
     with tempfile.TemporaryDirectory() as temporary:
         scratch = args.scratch or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
@@ -142,7 +144,7 @@ def main() -> None:
             packed = scratch / f"{name}.mriae"
             for threads in args.threads:
                 base = {"path": str(path), "threads": threads, "repeat": args.repeat, "quality": args.quality,
-                        "packed": str(packed), "voxels": voxels}
+                        "packed": str(packed), "voxels": voxels, "device": args.device}
                 coded = measure({**base, "kind": "compress"})
                 decoded = measure({**base, "kind": "decompress"})
                 sperr = measure({**base, "kind": "sperr", "bpv": coded["bpv"]})
@@ -153,8 +155,9 @@ def main() -> None:
                       + f" | {ratio:.1f}× | {coded['bpv']:.3f} (SPERR {sperr['bpv']:.3f}) |", flush=True)
             restored = scratch / f"{name}_restored.nii.gz"
             cli_rows.append((name, min(cli_seconds(["compress", str(path), "-o", str(packed), "-Q", str(args.quality),
-                                                    "--force"]) for _ in range(args.repeat)),
-                             min(cli_seconds(["decompress", str(packed), "-o", str(restored), "--force"])
+                                                    "--device", args.device, "--force"]) for _ in range(args.repeat)),
+                             min(cli_seconds(["decompress", str(packed), "-o", str(restored), "--device", args.device,
+                                              "--force"])
                                  for _ in range(args.repeat)),
                              min(cli_seconds(["info", str(packed)]) for _ in range(args.repeat))))
         print("\n| volume | `mriae compress` process (s) | `mriae decompress` process (s) | `mriae info` (s) |")

@@ -50,6 +50,7 @@ def compress(
     progress: Progress | None = None,
     force: bool = False,
     threads: int | None = None,
+    device: str = "cpu",
     series: str | None = None,
 ) -> tuple[bytes, Stats]:
     """Compress an image file, a folder holding a DICOM series, or an array (with its 4×4
@@ -71,6 +72,9 @@ def compress(
     label map or mask (``*_mask``, ``*_dseg``, ``aseg``, …) is coded exactly.
 
     ``threads``: tiles coded at once (None: every core); the bytes do not depend on it.
+    ``device``: where the network runs: "cpu", "cuda", "cuda:N", or "auto" (a CUDA GPU when
+    torch sees one); a GPU's floats may give other bytes than the CPU's, decodable anywhere
+    (:mod:`mriae.parallel`); ValueError for a CUDA device torch does not see.
 
     ``series``: the Series Instance UID to read from a DICOM folder that holds several
     (:func:`mriae.io.dicom.read_series`: stored values, key attributes kept).
@@ -95,7 +99,7 @@ def compress(
         image = read_image(source)
         file_size = sum(file.stat().st_size for file in source_files(source))  # a pair's .hdr and .img
         label_map = names_a_label_map(source)
-    with using(threads):
+    with using(threads, device):
         data, stats = compress_image(image, fidelity, spacing, original_bytes=file_size, progress=progress,
                                      label_map=label_map)
     if output is not None:
@@ -146,6 +150,7 @@ def decompress(
     progress: Progress | None = None,
     force: bool = False,
     threads: int | None = None,
+    device: str = "cpu",
     format: str | None = None,
 ) -> Image:
     """Decode .mriae bytes or a .mriae file to an :class:`~mriae.io.Image` (array + affine).
@@ -168,7 +173,8 @@ def decompress(
 
     Also writes it to ``output`` (NIfTI/NRRD/MetaImage/MGH/Analyze pair by its suffix) if given
     (FileExistsError if it or its data file exists, unless ``force``). ``threads``: tiles
-    decoded at once (None: every core); the voxels do not depend on it.
+    decoded at once (None: every core); the voxels do not depend on it. ``device``: where the
+    network runs, as for :func:`compress` (a GPU's voxels equal the CPU's to float rounding).
 
     ``format="dicom"``: ``output`` is a folder, and a file made from a DICOM series is
     written back as one (:func:`mriae.io.dicom.write_series`: one file per slice, key
@@ -203,7 +209,7 @@ def decompress(
                          "written as DICOM")
     if output is not None and format is None:
         written_as(header.image.source, header.image.dtype, output_suffix(Path(output)))  # refused before decoding
-    with using(threads):
+    with using(threads, device):
         image = decompress_image(data, progress=progress, roi=roi, downsample=downsample)
     if format == "dicom":
         from mriae.io.dicom import write_series

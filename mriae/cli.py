@@ -46,7 +46,7 @@ try:  # Ctrl-C while the modules load ends like any interrupt
     from mriae.io.image import file_stem, one_line, output_suffix, stored_scale
     from mriae.io.scale import written_as
     from mriae.io.stream import STDIN_NAME, spooled_image, write_image_to
-    from mriae.parallel import available_cores
+    from mriae.parallel import available_cores, checked_device
     from mriae.transforms.tiles import region_of
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
@@ -70,6 +70,9 @@ Output = Annotated[Path | None, typer.Option(
     "default: beside each input.")]
 Threads = Annotated[int | None, typer.Option(
     "--threads", min=1, help="Tiles coded at once (default: every core); the output does not depend on it.")]
+Device = Annotated[str, typer.Option(
+    "--device", metavar="cpu|cuda|auto", help="Where the network runs: cpu (the same bytes on every machine), "
+    "cuda[:N], or auto (a GPU when torch sees one; its floats may give other bytes, decodable anywhere).")]
 Quality = Annotated[int | None, typer.Option(
     "--quality", "-Q", help="Network level: 1 (smallest) … 8 (best); default 5.")]
 MriaeFiles = Annotated[list[Path], typer.Argument(
@@ -264,6 +267,14 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count} B"
+
+
+def usable_device(word: str) -> str:
+    """``--device`` checked (:func:`mriae.parallel.checked_device`); UsageError otherwise."""
+    try:
+        return checked_device(word)
+    except ValueError as error:
+        raise UsageError(f"--device: {error}") from None
 
 
 def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
@@ -545,6 +556,7 @@ def compress(
     psnr: TargetPsnr = None,
     spacing: Annotated[str | None, typer.Option(help="Code on this voxel size (mm), e.g. 1 or 1,1,2; undone on decode.")] = None,
     threads: Threads = None,
+    device: Device = "cpu",
     series: Annotated[str | None, typer.Option(
         "--series", metavar="UID", help="The Series Instance UID to read from a DICOM folder holding several.")] = None,
     quiet: Quiet = False,
@@ -558,6 +570,7 @@ def compress(
     with reported_errors(named(inputs[0]), debug, "compressing"):
         fidelity = fidelity_of(quality, max_error, lossless, psnr)
         coding_spacing = parse_spacing(spacing)
+        network = usable_device(device)
         messages = Messages.of(quiet, verbose, check_inputs(inputs, output))
         if series is not None:
             check_series_inputs(inputs)
@@ -574,7 +587,8 @@ def compress(
             with volume_progress("compressing", messages.level > 0) as progress:
                 data, stats = api.compress(source, target, quality=fidelity.quality, max_error=fidelity.max_error,
                                            lossless=fidelity.lossless, psnr=fidelity.psnr, spacing=coding_spacing,
-                                           progress=progress, force=force, threads=threads, series=series)
+                                           progress=progress, force=force, threads=threads, device=network,
+                                           series=series)
         if target is None:
             write_stdout(lambda stream: stream.write(data))
         messages.result(
@@ -672,6 +686,7 @@ def decompress(
         "not an average), decoded from the stream's coarse levels only (faster; the whole-volume checksum is not "
         "verified then); exactly stored ones (labels) a subsample. Not with --roi.")] = None,
     threads: Threads = None,
+    device: Device = "cpu",
     quiet: Quiet = False,
     verbose: Verbose = False,
     force: Force = False,
@@ -682,6 +697,7 @@ def decompress(
     are still done and the exit code is 1."""
     with reported_errors(named(inputs[0]), debug, "decompressing"):
         factor = parse_downsample(downsample)
+        network = usable_device(device)
         if factor != 1 and roi is not None:
             raise UsageError("--downsample and --roi cannot be combined")
         word = parse_format(format, output)
@@ -700,7 +716,7 @@ def decompress(
             check_not_input(input, target)
             claim(target, input, claimed)
             image = api.decompress(data, target, roi=region, downsample=factor, force=force, threads=threads,
-                                   format="dicom")
+                                   device=network, format="dicom")
             count = image.array.shape[2]
             messages.result(f"{shown(input, STDIN_NAME)} → {target}: {count} DICOM file{'s' * (count > 1)}, shape "
                             f"{tuple(image.array.shape)}, {image.array.dtype}")
@@ -719,7 +735,8 @@ def decompress(
         written_as(header.image.source, header.image.dtype, written_suffix)  # refuses what it cannot hold, now
         with volume_progress("decompressing", messages.level > 0) as progress:
             image = api.decompress(data, None if target is None or unnamed else target, roi=region,
-                                   downsample=factor, progress=progress, force=force, threads=threads)
+                                   downsample=factor, progress=progress, force=force, threads=threads,
+                                   device=network)
         decoded = seconds_since(started)
         if target is None:
             write_stdout(lambda stream: write_image_to(image, stream, suffix))
@@ -757,6 +774,7 @@ def options(
 def test(
     inputs: MriaeFiles,
     threads: Threads = None,
+    device: Device = "cpu",
     quiet: Quiet = False,
     verbose: Verbose = False,
     debug: Debug = False,
@@ -765,12 +783,13 @@ def test(
     per file; exit code 1 if any fails."""
     with reported_errors(named(inputs[0]), debug, "testing"):
         check_stdin(inputs)
+        network = usable_device(device)
         messages = Messages.of(quiet, verbose)
 
     def test_one(input: Path) -> None:
         started = time.perf_counter()
         data = read_mriae_input(input)
-        image = api.decompress(data, threads=threads)
+        image = api.decompress(data, threads=threads, device=network)
         messages.result(f"{shown(input, STDIN_NAME)}: OK, shape {tuple(image.array.shape)}, {image.array.dtype}")
         timing = f"{seconds_since(started)} to read and decode"
         messages.details(lambda: coding_details(data, threads, timing))

@@ -5,11 +5,13 @@ is bounded by the tile and a region of the volume decodes from the tiles it need
 :func:`encode_tile` (analysis, quantization, entropy coding) and :func:`synthesize_tile` are
 the units of work. Each runs torch on one thread (:func:`mriae.parallel.single_threaded`), so
 that decoded voxels do not depend on the machine's thread settings, and tiles run on every
-core at once (:func:`mriae.parallel.ordered_map`).
+core at once (:func:`mriae.parallel.ordered_map`); the network runs on the device the faces
+chose (:func:`torch_device`: the CPU unless ``device=``/``--device`` asks for a GPU).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 
 from mriae.entropy_coder.stream import StreamError, decode_symbols, encode_symbols
+from mriae.models.autoencoder import Autoencoder
 from mriae.models.weights import Codec
-from mriae.parallel import ordered_map, single_threaded
+from mriae.parallel import network_device, ordered_map, single_threaded
 from mriae.transforms.geometry import GridPlan, coding_region, resample_region, to_network_grid
 from mriae.transforms.intensity import IntensityRange
 from mriae.transforms.tiles import Box, TileGrid, box_shape, box_slices, intersection
@@ -31,6 +34,36 @@ Voxels = Callable[[Box], np.ndarray]
 def symbols_checksum(symbols: np.ndarray) -> int:
     """CRC-32 of latent symbols (int32, little-endian, C order)."""
     return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+
+
+_models: dict[tuple[str, str], Autoencoder] = {}
+_models_lock = threading.Lock()
+
+
+def torch_device() -> torch.device:
+    """The torch device of :func:`mriae.parallel.network_device`; ValueError (one line) for a
+    CUDA device that torch does not see."""
+    word = network_device()
+    if word == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(word)
+    if device.type == "cuda" and not (torch.cuda.is_available()
+                                      and (device.index or 0) < torch.cuda.device_count()):
+        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ValueError(f"--device {word}: torch {torch.__version__} sees "
+                         + (f"only {seen} CUDA device{'s' * (seen > 1)}" if seen else "no CUDA device"))
+    return device
+
+
+def model_on(codec: Codec, device: torch.device) -> Autoencoder:
+    """``codec``'s network on ``device`` (a copy, made once per device)."""
+    if device.type == "cpu":
+        return codec.model
+    key = (codec.sha256, str(device))
+    with _models_lock:
+        if key not in _models:
+            _models[key] = copy.deepcopy(codec.model).to(device).eval()
+        return _models[key]
 
 
 def network_voxels(volume: np.ndarray, grid: GridPlan, intensity: IntensityRange) -> Voxels:
@@ -56,7 +89,9 @@ def encode_tile(codec: Codec, quality: int, tiles: TileGrid, index: int, voxels:
     latent before it, quantized at ``quality`` and entropy-coded on their own. StreamError for
     a latent beyond the coder's range."""
     reads = tiles.analysis_box(index)
-    latents = codec.model.encode(torch.from_numpy(voxels(tiles.voxels_of(reads)))[None, None], tiles.levels)
+    device = torch_device()
+    inputs = torch.from_numpy(voxels(tiles.voxels_of(reads)))[None, None].to(device)
+    latents = model_on(codec, device).encode(inputs, tiles.levels).cpu()
     quantized = codec.model.entropy_bottleneck.quantize(latents, codec.level(quality).channel_steps)[0]
     symbols = np.ascontiguousarray(quantized[(slice(None), *box_slices(tiles.latent_box(index), reads))].numpy(),
                                    dtype=np.int32)
@@ -113,7 +148,8 @@ def synthesize_tile(codec: Codec, quality: int, symbols: TileSymbols, index: int
     tiles = symbols.tiles
     integers = torch.from_numpy(symbols.box(tiles.synthesis_box(index)).astype(np.float32))[None]
     latents = codec.model.entropy_bottleneck.dequantize(integers, codec.level(quality).channel_steps)
-    voxels = codec.model.decode(latents, tiles.levels)[0, 0]
+    device = torch_device()
+    voxels = model_on(codec, device).decode(latents.to(device), tiles.levels)[0, 0].cpu()
     return voxels[tuple(slice(0, n) for n in box_shape(tiles.voxel_box(index)))].numpy()
 
 

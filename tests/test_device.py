@@ -1,0 +1,68 @@
+"""Where the network runs (issue 14): ``device=`` / ``--device``, the CPU unless asked.
+
+A file's latents are integers, so a file made on any device decodes on any other; the
+network's floats (and so a GPU-made file's bytes, and voxels) may differ from a CPU's by
+rounding. The tests that need a GPU run only where torch sees one.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+import mriae
+from mriae.parallel import network_device, ordered_map, using
+
+SAMPLE = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="auto picks the GPU here")
+
+
+def test_units_of_work_see_the_device_their_caller_chose():
+    with using(2, "cuda:1"):
+        assert list(ordered_map(lambda _: network_device(), range(5))) == ["cuda:1"] * 5
+    assert network_device() == "cpu"
+
+
+@pytest.mark.parametrize("word", ["gpu", "cuda:", "CPU", "", 0])
+def test_an_unknown_device_is_refused(word):
+    with pytest.raises(ValueError, match=r"^device must be auto, cpu, cuda or cuda:N \(got "):
+        mriae.compress(SAMPLE, device=word)
+
+
+@cpu_only
+def test_auto_on_a_machine_without_a_gpu_is_the_cpu_byte_for_byte():
+    assert mriae.compress(SAMPLE, device="auto")[0] == mriae.compress(SAMPLE)[0]
+
+
+@cpu_only
+def test_a_gpu_that_torch_does_not_see_is_refused_and_nothing_is_written(tmp_path):
+    target = tmp_path / "out.mriae"
+    with pytest.raises(ValueError, match=r"^--device cuda: torch .* sees no CUDA device$"):
+        mriae.compress(SAMPLE, target, device="cuda")
+    assert not target.exists()
+    data, _ = mriae.compress(SAMPLE)
+    with pytest.raises(ValueError, match="sees no CUDA device"):
+        mriae.decompress(data, device="cuda:0")
+
+
+def test_the_cli_refuses_an_unknown_device_as_a_usage_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mriae", "compress", str(SAMPLE), "-o", str(tmp_path / "x.mriae"),
+                             "--device", "gpu"], capture_output=True, text=True, cwd=REPO, check=False)
+    assert result.returncode == 2
+    assert result.stderr == "error: --device: device must be auto, cpu, cuda or cuda:N (got 'gpu')\n"
+    assert not (tmp_path / "x.mriae").exists()
+
+
+@needs_gpu
+def test_a_file_made_on_the_gpu_decodes_on_the_cpu_to_float_rounding():
+    data, stats = mriae.compress(SAMPLE, device="cuda")
+    on_cpu = mriae.decompress(data).array.astype(np.float64)
+    on_gpu = mriae.decompress(data, device="cuda").array.astype(np.float64)
+    assert np.abs(on_cpu - on_gpu).max() <= 1  # uint8 voxels: a rounding boundary at most
+    original = np.asarray(mriae.decompress(mriae.compress(SAMPLE, lossless=True)[0]).array, dtype=np.float64)
+    psnr = 10 * np.log10(np.ptp(original) ** 2 / np.mean((on_cpu - original) ** 2))
+    assert abs(psnr - stats.psnr) < 0.01
