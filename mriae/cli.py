@@ -909,7 +909,7 @@ def _summary(input: Path, size: int, header: Header) -> dict:
 BATCH_FLAGS = {"inputs": "INPUTS", "output": "OUTPUT", "decompress": "--decompress", "quality": "--quality",
                "max_error": "--max-error", "lossless": "--lossless", "psnr": "--psnr", "workers": "--workers",
                "threads_per_worker": "--threads-per-worker", "scheduler": "--scheduler", "report": "--report",
-               "copy_other": "--copy-other/--no-copy-other", "force": "--force"}
+               "copy_other": "--copy-other/--no-copy-other", "force": "--force", "device": "--device"}
 """The arguments of `mriae batch` that make its job, by BatchJob option."""
 
 
@@ -953,6 +953,7 @@ def batch(
     copy_other: Annotated[bool, typer.Option(
         "--copy-other/--no-copy-other", help="Copy a folder's other files (BIDS sidecars, tables, README) "
         "verbatim.")] = True,
+    device: Device = "cpu",
     progress_every: Annotated[int, typer.Option(
         "--progress-every", min=1, metavar="N", help="Without a terminal: a progress line on stderr every N "
         "files.")] = 10,
@@ -974,6 +975,7 @@ def batch(
     with reported_errors(job or Path(str(inputs)), debug, "running the batch"):
         given = batch_options(context)
         fidelity_of(quality, max_error, lossless, psnr)  # refuses two at once, or a bad value
+        usable_device(device)
         messages = Messages.of(quiet, verbose)
         if job is not None:
             spec = BatchJob.from_yaml(job, given)

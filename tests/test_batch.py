@@ -271,7 +271,7 @@ def test_cli_job_merge_is_recorded_and_progress_is_printed_without_a_terminal(tm
     assert settings["options"] | {"inputs": "", "output": ""} == {
         "inputs": "", "output": "", "decompress": False, "quality": None, "scheduler": None, "workers": 1,
         "threads_per_worker": 1, "memory_limit": "4GiB", "force": False, "max_error": None, "lossless": True,
-        "psnr": None, "report": str(tmp_path / "logs"), "copy_other": True}
+        "psnr": None, "report": str(tmp_path / "logs"), "copy_other": True, "device": "cpu"}
     assert settings["sources"] == {
         "inputs": "job file", "output": "job file", "quality": "job file, overridden by the command line",
         "workers": "command line", "lossless": "command line", "report": "command line"}

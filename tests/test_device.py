@@ -5,6 +5,7 @@ network's floats (and so a GPU-made file's bytes, and voxels) may differ from a 
 rounding. The tests that need a GPU run only where torch sees one.
 """
 
+import shutil
 import subprocess
 import sys
 
@@ -66,3 +67,34 @@ def test_a_file_made_on_the_gpu_decodes_on_the_cpu_to_float_rounding():
     original = np.asarray(mriae.decompress(mriae.compress(SAMPLE, lossless=True)[0]).array, dtype=np.float64)
     psnr = 10 * np.log10(np.ptp(original) ** 2 / np.mean((on_cpu - original) ** 2))
     assert abs(psnr - stats.psnr) < 0.01
+
+
+def test_a_batch_job_plans_its_device_and_refuses_an_unknown_one(tmp_path):
+    from mriae.batch import BatchJob
+    from mriae.batch.job import plan
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "in" / "t1.nii.gz")
+    assert plan(BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), device="cuda:1"))[1].device == "cuda:1"
+    assert plan(BatchJob(str(tmp_path / "in"), str(tmp_path / "out")))[1].device == "cpu"
+    with pytest.raises(ValueError, match=r"^device must be auto, cpu, cuda or cuda:N \(got 'gpu'\)$"):
+        BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), device="gpu")
+    result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(tmp_path / "in"), str(tmp_path / "out"),
+                             "--device", "gpu"], capture_output=True, text=True, cwd=REPO, check=False)
+    assert (result.returncode, result.stderr) == (2, "error: --device: device must be auto, cpu, cuda or cuda:N "
+                                                     "(got 'gpu')\n")
+    assert not (tmp_path / "out").exists()
+
+
+@cpu_only
+def test_a_batch_task_runs_the_network_on_the_jobs_device(tmp_path):
+    from mriae.batch import BatchJob
+    from mriae.batch.job import plan
+    from mriae.batch.task import run_task
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "in" / "t1.nii.gz")
+    items, settings = plan(BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), device="cuda"))
+    record = run_task(items[0], settings)
+    assert record.status == "failed" and "--device cuda: torch" in record.error and "sees no CUDA device" in record.error
+    assert not (tmp_path / "out" / "t1.mriae").exists()

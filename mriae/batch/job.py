@@ -26,6 +26,7 @@ from mriae.batch.state import default_report_folder
 from mriae.batch.task import Record, Settings, failure_reason, run_task
 from mriae.batch.tree import CODE, COPY, FAIL
 from mriae.fidelity import Fidelity
+from mriae.parallel import checked_device
 
 REPORT_STEM = "batch_report"
 FIDELITY_KEYS = ("quality", "max_error", "lossless", "psnr")
@@ -48,6 +49,8 @@ class BatchJob:
     or a bad value, is refused when it is made (ValueError), before any work. ``report``: the
     folder of the reports and the state log (None: ``OUTPUT.report`` beside the output).
     ``copy_other``: a folder's other files (sidecars, tables, README) are copied verbatim.
+    ``device``: where the network runs on each worker ("cpu", "cuda", "cuda:N", "auto";
+    ValueError for another word when the job is made).
     ``sources`` records where each option came from (:meth:`from_yaml`; not a YAML key).
     """
 
@@ -65,10 +68,12 @@ class BatchJob:
     psnr: float | None = None
     report: str | None = None
     copy_other: bool = True
+    device: str = "cpu"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _ = self.fidelity  # refuses conflicting or bad options now
+        checked_device(self.device)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -215,7 +220,8 @@ def plan(job: BatchJob) -> tuple[list[Item], Settings]:
     items = discover(job.inputs, job.decompress, job.copy_other, exclude=(output_root, report_root))
     check_outputs(items, output_root, job.decompress)
     return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex,
-                           max_error=job.max_error, lossless=job.lossless, psnr=job.psnr, report_root=report_root)
+                           max_error=job.max_error, lossless=job.lossless, psnr=job.psnr, report_root=report_root,
+                           device=job.device)
 
 
 def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None,

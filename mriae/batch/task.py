@@ -35,7 +35,8 @@ class Settings:
     replace an output this job did not make; ``run`` tells this run's state entries apart.
     The fidelity is at most one of ``quality`` (None: the default level), ``max_error``,
     ``lossless`` and ``psnr``, as in :func:`mriae.compress`. ``report_root`` (absolute) holds
-    the state log and the reports; None: beside the output folder (:func:`default_report_folder`)."""
+    the state log and the reports; None: beside the output folder (:func:`default_report_folder`).
+    ``device``: where each task runs the network (``device=`` of :func:`mriae.compress`)."""
 
     output_root: Path
     decompress: bool = False
@@ -46,6 +47,7 @@ class Settings:
     lossless: bool = False
     psnr: float | None = None
     report_root: Path | None = None
+    device: str = "cpu"
 
     @property
     def report_folder(self) -> Path:
@@ -225,10 +227,10 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
         return
     replace = bool(previous) or settings.force  # otherwise the API refuses an existing output before any work
     if fidelity is None:
-        api.decompress(data, target, force=replace)
+        api.decompress(data, target, force=replace, device=settings.device)
     else:
         _, stats = api.compress(item.source, target, quality=fidelity.quality, max_error=fidelity.max_error,
-                                lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace)
+                                lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace, device=settings.device)
         record.coder, record.max_error, record.fidelity = stats.coder, stats.max_error, fidelity.name
         record.bits_per_voxel = stats.bits_per_voxel
         record.psnr = stats.psnr if stats.psnr != float("inf") else None
