@@ -25,7 +25,7 @@ from mriae.io.atomic import check_targets
 from mriae.io.image import names_a_label_map, output_suffix, source_files
 from mriae.io.scale import written_as
 from mriae.io.stream import STDIN_NAME
-from mriae.parallel import using
+from mriae.parallel import checked_device, using
 
 if TYPE_CHECKING:
     from mriae.codec import Progress, Stats
@@ -82,6 +82,7 @@ def compress(
     compress_image = _pipeline().compress_image
 
     fidelity = Fidelity.of(quality, max_error, lossless, psnr)
+    _check_device(device)
     if output is not None:
         refuse_replacing_the_input(source, output)
         check_targets([output], force)
@@ -105,6 +106,14 @@ def compress(
     if output is not None:
         write_bytes_atomic(output, data, overwrite=force)
     return data, stats
+
+
+def _check_device(device: str) -> None:
+    """ValueError (one line), before any work, unless ``device`` is a device word
+    (mriae.parallel.checked_device) that torch can run the network on."""
+    from mriae.tiled import resolve_device
+
+    resolve_device(checked_device(device))
 
 
 def _pipeline() -> ModuleType:
@@ -190,6 +199,7 @@ def decompress(
     check_downsample, decompress_image = pipeline.check_downsample, pipeline.decompress_image
 
     check_downsample(downsample)
+    _check_device(device)
     if format not in (None, "dicom"):
         raise ValueError(f"format must be 'dicom' or None (got {format!r})")
     if format == "dicom" and output is None:

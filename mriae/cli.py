@@ -1224,7 +1224,7 @@ def train(
 
 def plain_info(args: list[str]) -> tuple[Path, bool, bool] | None:
     """(file, --json, --debug) of a command line ``mriae info FILE [--json] [--debug]``; None for
-    any other (help, a bad or a repeated option: typer parses and reports those). Typer coerces
+    any other (help, another or a repeated option, no file or two: typer parses those). Typer coerces
     every other parameter through a pydantic TypeAdapter, and importing pydantic is a third of
     the 0.5 s that ``mriae info`` may take to start (issue 14), so this one is read here."""
     flags = ("--json", "--debug")

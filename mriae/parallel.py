@@ -67,7 +67,8 @@ def using(threads: int | None, device: str = "cpu") -> Iterator[None]:
     else the CPU); ValueError unless a positive count and one of those devices."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive whole number, got {threads!r}")
-    tokens = _threads.set(threads), _device.set(checked_device(device))
+    device = checked_device(device)
+    tokens = _threads.set(threads), _device.set(device)
     try:
         yield
     finally:

@@ -40,19 +40,27 @@ _models: dict[tuple[str, str], Autoencoder] = {}
 _models_lock = threading.Lock()
 
 
-def torch_device() -> torch.device:
-    """The torch device of :func:`mriae.parallel.network_device`; ValueError (one line) for a
-    CUDA device that torch does not see."""
-    word = network_device()
+def resolve_device(word: str) -> torch.device:
+    """The torch device of a device word (mriae.parallel.checked_device): "auto" is the first
+    CUDA GPU if torch sees one, else the CPU; ValueError (one line) for a CUDA device torch
+    does not see. On a GPU, cuDNN's TF32 convolutions are turned off for the process, so that
+    the network computes in float32 as on the CPU."""
     if word == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        word = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(word)
-    if device.type == "cuda" and not (torch.cuda.is_available()
-                                      and (device.index or 0) < torch.cuda.device_count()):
-        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise ValueError(f"--device {word}: torch {torch.__version__} sees "
+    if device.type != "cuda":
+        return device
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device.index or 0) >= seen:
+        raise ValueError(f"device {word}: torch {torch.__version__} sees "
                          + (f"only {seen} CUDA device{'s' * (seen > 1)}" if seen else "no CUDA device"))
-    return device
+    torch.backends.cudnn.allow_tf32 = False
+    return torch.device("cuda", device.index or 0)
+
+
+def torch_device() -> torch.device:
+    """The torch device of :func:`mriae.parallel.network_device` (:func:`resolve_device`)."""
+    return resolve_device(network_device())
 
 
 def model_on(codec: Codec, device: torch.device) -> Autoencoder:

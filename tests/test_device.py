@@ -15,7 +15,7 @@ import torch
 from conftest import REPO
 
 import mriae
-from mriae.parallel import network_device, ordered_map, using
+from mriae.parallel import available_cores, network_device, ordered_map, using, worker_count
 
 SAMPLE = REPO / "sample_data" / "mni152_t1_2mm.nii.gz"
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
@@ -42,12 +42,14 @@ def test_auto_on_a_machine_without_a_gpu_is_the_cpu_byte_for_byte():
 @cpu_only
 def test_a_gpu_that_torch_does_not_see_is_refused_and_nothing_is_written(tmp_path):
     target = tmp_path / "out.mriae"
-    with pytest.raises(ValueError, match=r"^--device cuda: torch .* sees no CUDA device$"):
+    with pytest.raises(ValueError, match=r"^device cuda: torch .* sees no CUDA device$"):
         mriae.compress(SAMPLE, target, device="cuda")
     assert not target.exists()
     data, _ = mriae.compress(SAMPLE)
     with pytest.raises(ValueError, match="sees no CUDA device"):
         mriae.decompress(data, device="cuda:0")
+    with pytest.raises(ValueError, match="sees no CUDA device"):  # before any work: the input is not read
+        mriae.compress(tmp_path / "missing.nii.gz", device="cuda")
 
 
 def test_the_cli_refuses_an_unknown_device_as_a_usage_error(tmp_path):
@@ -96,5 +98,13 @@ def test_a_batch_task_runs_the_network_on_the_jobs_device(tmp_path):
     shutil.copy(SAMPLE, tmp_path / "in" / "t1.nii.gz")
     items, settings = plan(BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), device="cuda"))
     record = run_task(items[0], settings)
-    assert record.status == "failed" and "--device cuda: torch" in record.error and "sees no CUDA device" in record.error
+    assert record.status == "failed" and "device cuda: torch" in record.error and "sees no CUDA device" in record.error
     assert not (tmp_path / "out" / "t1.mriae").exists()
+
+
+def test_a_refused_device_leaves_the_settings_as_they_were(tmp_path):
+    with pytest.raises(ValueError, match="device must be"), using(5, "gpu"):
+        pass
+    assert (worker_count(), network_device()) == (available_cores(), "cpu")
+    with pytest.raises(ValueError, match="device must be"):  # refused before the input is even looked for
+        mriae.compress(tmp_path / "missing.nii.gz", device="gpu")

@@ -54,7 +54,7 @@ def neighbour_contexts(values: np.ndarray) -> np.ndarray:
     """What a non-anchor adds to its anchor context at every position of (…, D, H, W) ``values``:
     1 + the interval of the summed magnitude of its six face neighbours (anchors, all of them)."""
     magnitude = np.zeros((*values.shape[:-3], *(n + 2 for n in values.shape[-3:])), dtype=np.int64)
-    magnitude[..., 1:-1, 1:-1, 1:-1] = np.abs(values)
+    magnitude[..., 1:-1, 1:-1, 1:-1] = np.abs(values, dtype=np.int64)
     inner = (slice(1, -1),) * 3
     total = np.zeros(values.shape, dtype=np.int64)
     for axis in range(3):

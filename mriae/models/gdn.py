@@ -27,7 +27,7 @@ class GDN3d(nn.Module):
         gamma = self.gamma_root**2
         last = x.movedim(1, -1)  # (B, D, H, W, C): a view without copying for channels-last x
         norm = F.linear(last * last, gamma, beta)
-        if torch.is_grad_enabled() and (x.requires_grad or gamma.requires_grad):
+        if norm.requires_grad:
             scaled = last * (norm.sqrt() if self.inverse else norm.rsqrt())
         else:
             scaled = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(last)
