@@ -139,7 +139,7 @@ def test_no_copy_other_and_a_report_folder_of_ones_own(dataset: Path, tmp_path: 
     assert report["settings"]["options"] | {"inputs": ""} == {
         "inputs": "", "output": str(packed), "decompress": False, "quality": None, "scheduler": None,
         "workers": None, "threads_per_worker": 1, "memory_limit": "4GiB", "force": False, "max_error": None,
-        "lossless": False, "psnr": None, "report": str(reports), "copy_other": False}
+        "lossless": False, "psnr": None, "report": str(reports), "copy_other": False, "device": "cpu"}
 
 
 def test_what_a_folder_walk_codes_copies_and_leaves_out(tmp_path: Path):
