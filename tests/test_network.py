@@ -20,34 +20,42 @@ def values_and_gradients(function, x: torch.Tensor, weight: torch.Tensor) -> lis
     return [out, *torch.autograd.grad((out * out.detach().cos()).sum(), (x, weight))]
 
 
+def shape_if_equal(ours, torchs, x: torch.Tensor, weight: torch.Tensor) -> tuple[int, ...]:
+    """The output shape of ``ours``, after checking its values and gradients against ``torchs``."""
+    mine, reference = values_and_gradients(ours, x, weight), values_and_gradients(torchs, x, weight)
+    assert mine[0].shape == reference[0].shape
+    for a, b in zip(mine, reference):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+    return tuple(mine[0].shape)
+
+
+def random_layer(channels: tuple[int, int], weight_channels: tuple[int, int], size: tuple[int, ...]):
+    """(x, weight, bias) in float64: x of shape (2, channels[0], *size), weight
+    (*weight_channels, 3, 3, 3), bias of channels[1]."""
+    torch.manual_seed(sum(size))
+    x = torch.randn(2, channels[0], *size, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(*weight_channels, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    return x, weight, torch.randn(channels[1], dtype=torch.float64)
+
+
 @pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("size", SIZES)
 def test_transposed_conv_by_phases_is_torchs(stride, size):
-    torch.manual_seed(0)
-    x = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(3, dtype=torch.float64)
+    x, weight, bias = random_layer((4, 3), (4, 3), size)
     extra = tuple(s - 1 for s in stride)
-    ours = values_and_gradients(lambda a, w: transposed_conv_by_phases(a, w, bias, stride), x, weight)
-    torchs = values_and_gradients(lambda a, w: F.conv_transpose3d(a, w, bias, stride=stride, padding=1,
-                                                                  output_padding=extra), x, weight)
-    assert ours[0].shape == torchs[0].shape == (2, 3, *(n * s for n, s in zip(size, stride)))
-    for a, b in zip(ours, torchs):
-        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+    shape = shape_if_equal(lambda a, w: transposed_conv_by_phases(a, w, bias, stride),
+                           lambda a, w: F.conv_transpose3d(a, w, bias, stride=stride, padding=1, output_padding=extra),
+                           x, weight)
+    assert shape == (2, 3, *(n * s for n, s in zip(size, stride)))
 
 
 @pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("size", SIZES)
 def test_single_channel_conv_by_patches_is_torchs(stride, size):
-    torch.manual_seed(1)
-    x = torch.randn(2, 1, *size, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(5, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64)
-    ours = values_and_gradients(lambda a, w: single_channel_conv_by_patches(a, w, bias, stride), x, weight)
-    torchs = values_and_gradients(lambda a, w: F.conv3d(a, w, bias, stride=stride, padding=1), x, weight)
-    assert ours[0].shape == torchs[0].shape
-    for a, b in zip(ours, torchs):
-        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+    x, weight, bias = random_layer((1, 5), (5, 1), size)
+    shape = shape_if_equal(lambda a, w: single_channel_conv_by_patches(a, w, bias, stride),
+                           lambda a, w: F.conv3d(a, w, bias, stride=stride, padding=1), x, weight)
+    assert shape == (2, 5, *((n - 1) // s + 1 for n, s in zip(size, stride)))
 
 
 @pytest.mark.parametrize("inverse", [False, True])
