@@ -49,7 +49,7 @@ def worker_count() -> int:
 def checked_device(device: object) -> str:
     """``device`` if the network may be asked to run there ("cpu", "cuda", "cuda:N" or
     "auto"); ValueError (one line) otherwise. Whether torch sees that GPU is checked where
-    the network runs (mriae.tiled.torch_device)."""
+    the network runs (mriae.tiled.resolve_device)."""
     if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", device):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N (got {device!r})")
     return device
