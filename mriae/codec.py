@@ -524,16 +524,24 @@ class _Tally:
 
     def add(self, original: np.ndarray, reconstruction: np.ndarray) -> None:
         """Count the voxels of one piece: ``original`` and its ``reconstruction``."""
-        kind = np.int64 if original.dtype.kind in "iub" else np.float64
-        difference = np.abs(original.astype(kind) - reconstruction.astype(kind))
+        whole_numbers = original.dtype.kind in "iub" and reconstruction.dtype.kind in "iub"
+        difference = original.astype(np.int64 if whole_numbers else np.float64)
+        difference -= reconstruction
+        np.abs(difference, out=difference)
         self.worst = max(self.worst, float(difference.max()))
         if self.bound:
             self.at_bound += int(np.count_nonzero(difference >= self.bound))
-        scaled = original.astype(np.float64) / self.scale
-        error = scaled - reconstruction.astype(np.float64) / self.scale
-        self.squares += float(np.sum(error * error))
+        if whole_numbers:  # exact differences: scaled after
+            error = difference.astype(np.float64)
+            error /= self.scale
+        else:  # scaled before: differences of floats near their limits could overflow
+            error = original.astype(np.float64) / self.scale
+            error -= reconstruction.astype(np.float64) / self.scale
+        error = error.ravel(order="K")  # a view: the order of the terms does not matter
+        self.squares += float(np.dot(error, error))
         self.voxels += original.size
-        self.low, self.high = min(self.low, float(scaled.min())), max(self.high, float(scaled.max()))
+        self.low = min(self.low, float(original.min()) / self.scale)
+        self.high = max(self.high, float(original.max()) / self.scale)
 
     def psnr(self, peak: float | None = None) -> float:
         """PSNR in dB over every voxel counted, with ``peak`` (in the original's units) or

@@ -326,3 +326,21 @@ def test_the_api_never_replaces_its_input_even_with_force(tmp_path, t1):
     with pytest.raises(ValueError, match="would replace the input"):
         mriae.compress(path, path, force=True)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_psnr_is_the_same_whatever_the_arrays_layout_or_type(dtype):
+    rng = np.random.default_rng(3)
+    original = (rng.random((20, 30, 40)) * 200).astype(dtype)
+    noise = rng.integers(-3, 4, original.shape) if original.dtype.kind in "iu" else rng.normal(0, 1.5, original.shape)
+    reconstruction = np.clip(original + noise, 0, 255).astype(dtype)
+
+    def expected(first: np.ndarray, second: np.ndarray) -> float:
+        error = first.astype(np.float64) - second.astype(np.float64)
+        return 20 * math.log10(float(first.max()) - float(first.min())) - 10 * math.log10(float(np.mean(error**2)))
+
+    pairs = [(np.asfortranarray(original), reconstruction), (original, np.asfortranarray(reconstruction)),
+             (original[:, ::2], np.asfortranarray(reconstruction[:, ::2])), (original[3:, 5:], reconstruction[3:, 5:]),
+             (original, reconstruction.astype(np.float64) + 0.25)]
+    for first, second in pairs:
+        assert psnr(first, second) == pytest.approx(expected(first, second), abs=1e-9)

@@ -438,11 +438,18 @@ def _write_nifti(image: Image, path: Path) -> None:
     _write_payload(path, header + voxels.tobytes(order="F"), compressed=path.name.lower().endswith(".gz"))
 
 
+GZIP_LEVEL = 6
+"""zlib level of the .nii.gz and .mgz files written: gzip's own default. Python's (9) takes
+4× as long for 1 % smaller files (a 1 mm head in uint8: 0.80 s against 0.18 s; in float32:
+1.8 s against 0.74 s, 2 % smaller)."""
+
+
 def _write_payload(path: Path, payload: bytes, compressed: bool) -> None:
-    """Write ``payload`` to ``path``, as a gzip stream without a name or time stamp if
-    ``compressed`` (the same bytes on every run)."""
+    """Write ``payload`` to ``path``, as a gzip stream (:data:`GZIP_LEVEL`) without a name or
+    time stamp if ``compressed`` (the same bytes on every run)."""
     if compressed:
-        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
+        with (open(path, "wb") as raw,
+              gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0) as stream):
             stream.write(payload)
     else:
         path.write_bytes(payload)

@@ -60,8 +60,11 @@ class IntensityRange:
 
     def unscale(self, scaled: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """Inverse of :meth:`scale`, rounded and clipped to ``dtype`` (and to [low, high])."""
-        values = self.low + np.clip(np.asarray(scaled, dtype=np.float64), 0.0, 1.0) * (self.high - self.low)
+        values = np.array(scaled, dtype=np.float64)  # a copy, worked on in place
+        np.clip(values, 0.0, 1.0, out=values)
+        values *= self.high - self.low
+        values += self.low
         dtype = np.dtype(dtype)
         if dtype.kind in "iu":
-            values = np.clip(np.rint(values), self.low, self.high)
+            np.clip(np.rint(values, out=values), self.low, self.high, out=values)
         return values.astype(dtype)
