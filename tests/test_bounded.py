@@ -21,7 +21,7 @@ from mriae.codec import CodecError, UncodableError, compress_image, decompress_i
 from mriae.fidelity import Fidelity
 from mriae.header import HeaderError, read_header
 from mriae.io import Image
-from mriae.predictive import coder, tables, tokens, varints
+from mriae.predictive import coder, streams, tables, tokens, varints
 
 VALIDATION = {
     "example4d": NIBABEL_DATA / "example4d.nii.gz",  # 128×96×24×2 int16 fMRI
@@ -262,6 +262,17 @@ def test_varints_are_bounded():
         reader.read(0, 5, "c")
     with pytest.raises(varints.VarintError, match="end inside d"):
         reader.read(0, 5, "d")
+
+
+def test_a_stream_splits_into_the_parts_it_was_made_of():
+    words = np.array([1, 2**32 - 1, 7], dtype=np.uint32)
+    data = streams.stream_bytes(b"p" * 200, b"raw", words)
+    packed, raw, back = streams.stream_parts(data)
+    assert (packed, raw, back.tolist()) == (b"p" * 200, b"raw", words.tolist())
+    assert len(data) == 2 + 200 + 1 + 3 + 12  # zigzag 200 takes two varint bytes
+    for cut in (data[:-1], data[:150], data[:1]):
+        with pytest.raises(varints.VarintError):
+            streams.stream_parts(cut)
 
 
 def test_coder_refuses_values_beyond_its_range():

@@ -31,7 +31,7 @@ import zlib
 import constriction
 import numpy as np
 
-from mriae.predictive import contexts, passes, predictor, pyramid, tables, tokens, varints
+from mriae.predictive import contexts, passes, predictor, pyramid, streams, tables, tokens, varints
 from mriae.predictive.arithmetic import work_dtypes
 
 SCHEME = 2
@@ -121,9 +121,8 @@ def _encode(volume: np.ndarray, scaled: np.ndarray | None, rounding: float) -> t
     for rows in weights:
         parameters += [len(rows), *rows.ravel().tolist()]
     packed = zlib.compress(varints.pack(parameters), 9)
-    raw_bytes = bits.getvalue()
-    return (varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes
-            + _ans_words(coded, mapping, [tables.model(row) for row in stored]).astype("<u4").tobytes(),
+    words = _ans_words(coded, mapping, [tables.model(row) for row in stored])
+    return (streams.stream_bytes(packed, bits.getvalue(), words),
             None if scaled is None else volume.astype(np.int64))
 
 
@@ -165,13 +164,13 @@ def decode(data: bytes, shape: tuple[int, int, int], level: int = 0) -> np.ndarr
     verified)."""
     if level < 0:
         raise ValueError(f"a level is ≥ 0 (got {level})")
-    with varints.stream_errors(CoderError):
+    with streams.stream_errors(CoderError):
         return _decode(data, shape, level)
 
 
 def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
     """The parts of a stream: its unpacked parameters, its raw bits and its ANS words."""
-    packed, raw, words = varints.stream_parts(data)
+    packed, raw, words = streams.stream_parts(data)
     parameters = zlib.decompressobj()
     unpacked = parameters.decompress(packed, 1 << 24)
     if parameters.unconsumed_tail or not parameters.eof:

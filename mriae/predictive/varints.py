@@ -1,13 +1,8 @@
-"""Signed integers as zigzag LEB128 bytes, read back with bounds (for stream parameters), and
-the three parts of a coder's stream that they size."""
+"""Signed integers as zigzag LEB128 bytes, read back with bounds (for stream parameters)."""
 
 from __future__ import annotations
 
-import contextlib
-import zlib
-from collections.abc import Iterable, Iterator
-
-import numpy as np
+from collections.abc import Iterable
 
 
 class VarintError(ValueError):
@@ -61,38 +56,3 @@ class Reader:
         """Raise VarintError unless every byte was read."""
         if self._position != len(self._data):
             raise VarintError(f"{len(self._data) - self._position} bytes are left after the stream parameters")
-
-
-def stream_parts(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
-    """The parts of a context or wavelet coder's stream: varint n and n bytes of packed
-    parameters, varint m and m bytes of raw bits, then the ANS words (uint32, to the end);
-    VarintError if it is cut short or its words are not whole."""
-    head = Reader(data[:10])
-    size = head.read(0, len(data), "the parameter size")
-    start = len(pack([size]))
-    packed = data[start : start + size]
-    head = Reader(data[start + size : start + size + 10])
-    raw_size = head.read(0, len(data), "the raw bit size")
-    raw_start = start + size + len(pack([raw_size]))
-    raw = data[raw_start : raw_start + raw_size]
-    words = data[raw_start + raw_size :]
-    if len(packed) != size or len(raw) != raw_size or len(words) % 4:
-        raise VarintError("the coded stream is cut short or not whole 32-bit words")
-    return packed, raw, np.frombuffer(words, dtype="<u4").astype(np.uint32)
-
-
-@contextlib.contextmanager
-def stream_errors(error: type[ValueError]) -> Iterator[None]:
-    """Turn what reading a damaged stream can raise — this module's, the tables' and the
-    tokens' errors, zlib's, and constriction's own checks (ValueError, RuntimeError,
-    OverflowError) — into ``error`` with a message; ``error`` itself passes through."""
-    from mriae.predictive import tables, tokens
-
-    try:
-        yield
-    except error:
-        raise
-    except (VarintError, tables.TableError, tokens.TokenError, zlib.error) as reason:
-        raise error(str(reason)) from reason
-    except (ValueError, RuntimeError, OverflowError) as reason:
-        raise error(f"the coded stream is invalid ({reason})") from reason

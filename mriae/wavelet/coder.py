@@ -29,7 +29,7 @@ from collections.abc import Callable
 import constriction
 import numpy as np
 
-from mriae.predictive import tokens, varints
+from mriae.predictive import streams, tokens, varints
 from mriae.wavelet import contexts, quantize, transform
 from mriae.wavelet.parameters import Parameters, fitted
 
@@ -130,7 +130,6 @@ def _stream(header: list[int], coded: Coded, parameters: Parameters) -> bytes:
         symbols.append((keys, tokens_))
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
     packed = deflater.compress(varints.pack(header)) + deflater.flush()
-    raw_bytes = bits.getvalue()
     coder = constriction.stream.stack.AnsCoder()
     for keys, phase_symbols in reversed(symbols):
         order, runs = _runs(keys, parameters)
@@ -138,8 +137,7 @@ def _stream(header: list[int], coded: Coded, parameters: Parameters) -> bytes:
         ends = np.cumsum([size for size, _ in runs])
         for (size, table), end in zip(reversed(runs), reversed(ends)):
             coder.encode_reverse(ordered[end - size : end], table)
-    words = coder.get_compressed().astype("<u4").tobytes()
-    return varints.pack([len(packed)]) + packed + varints.pack([len(raw_bytes)]) + raw_bytes + words
+    return streams.stream_bytes(packed, bits.getvalue(), coder.get_compressed())
 
 
 def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -148,7 +146,7 @@ def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {shape})")
-    with varints.stream_errors(WaveletError):
+    with streams.stream_errors(WaveletError):
         return _decode(bytes(data), shape)
 
 
@@ -201,7 +199,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
 
 def _split(data: bytes) -> tuple[bytes, bytes, np.ndarray]:
     """The parts of a stream: its unpacked parameters, its raw bits and its ANS words."""
-    packed, raw, words = varints.stream_parts(data)
+    packed, raw, words = streams.stream_parts(data)
     inflater = zlib.decompressobj(-15)
     unpacked = inflater.decompress(packed, _PARAMETER_BYTES)
     if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
