@@ -422,11 +422,11 @@ def _compress_wavelet(image: Image, volumes: np.ndarray, step: float, original_b
         volume = volumes[..., index]
         low, high = float(volume.min()), float(volume.max())
         try:
-            chunk = wavelet.encode(volume.astype(np.float64), step)
+            chunk, values = wavelet.encode_and_decode(volume.astype(np.float64), step)
         except ValueError as reason:  # a step too fine for the values' magnitude
             raise UncodableError(str(reason)) from reason
         code = WaveletCode(0.0, step, whole_numbers_only(volume))
-        decoded = wavelet_values(code, np.clip(wavelet.decode(chunk, volume.shape), low, high), volume.dtype)
+        decoded = wavelet_values(code, np.clip(values, low, high), volume.dtype)
         code = dataclasses.replace(code, error=float(np.max(np.abs(decoded.astype(np.float64) - volume))))
         chunks.append(chunk)
         records.append(VolumeInfo(False, low, high, checksum=exact.checksum(decoded), wavelet=code))

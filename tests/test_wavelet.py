@@ -73,6 +73,17 @@ def test_a_stream_decodes_to_a_float64_volume_of_its_shape_within_its_range(shap
     assert math.sqrt(float(np.mean((decoded - volume) ** 2))) < 0.6 * step
 
 
+@pytest.mark.parametrize(("shape", "step", "rounding", "trade"), [((33, 29, 17), 1.5, coder.ROUNDING, coder.TRADE),
+                                                                  ((12, 10, 9), 3.0, 0.5, 0.0), ((1, 5, 9), 0.25, 0.2, 0.5),
+                                                                  ((64, 3, 40), 8.0, coder.ROUNDING, coder.TRADE)])
+def test_the_encoders_reconstruction_is_the_decoders_to_the_bit(shape, step, rounding, trade):
+    volume = smooth_volume(shape, seed=5)
+    stream, reconstruction = coder.encode_and_decode(volume, step, rounding, trade)
+    assert stream == coder.encode(volume, step, rounding, trade)
+    assert reconstruction.dtype == np.float64
+    assert reconstruction.tobytes() == coder.decode(stream, shape).tobytes()
+
+
 def test_a_constant_volume_codes_to_a_few_bytes_and_decodes_exactly():
     volume = np.full((30, 20, 10), 7.25)
     stream = coder.encode(volume, 0.5)

@@ -61,6 +61,14 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
     is about step / √12 per voxel at fine steps). ``rounding`` (≤ ½) is the deadzone's; with
     ``trade`` > 0 each coefficient is then requantized to whichever of its nearest index and
     the next toward 0 costs less squared error (in steps²) + ``trade`` × bits."""
+    return encode_and_decode(volume, step, rounding, trade)[0]
+
+
+def encode_and_decode(volume: np.ndarray, step: float, rounding: float = ROUNDING,
+                      trade: float = TRADE) -> tuple[bytes, np.ndarray]:
+    """:func:`encode`'s stream, and the float64 volume :func:`decode` gives back from it: made
+    from the indices coded by the decoder's own last step (:func:`_reconstructed`), without
+    decoding the stream."""
     volume = np.asarray(volume)
     if volume.ndim != 3 or volume.size == 0:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
@@ -94,9 +102,10 @@ def encode(volume: np.ndarray, step: float, rounding: float = ROUNDING, trade: f
         coded = _coded(x.shape, low_indices, requantized)
         offset = quantize.best_offset(ratios, indices)
         parameters = fitted(coded)
-    header = [SCHEME, _float_bits(step), _float_bits(float(x.min())), _float_bits(float(x.max())), offset,
-              parameters.alphabet]
-    return _stream(header + parameters.stored(), coded, parameters)
+    lowest, highest = float(x.min()), float(x.max())
+    header = [SCHEME, _float_bits(step), _float_bits(lowest), _float_bits(highest), offset, parameters.alphabet]
+    return (_stream(header + parameters.stored(), coded, parameters),
+            _reconstructed(x.shape, step, offset, low_indices, indices, lowest, highest))
 
 
 def _coded(shape: tuple[int, int, int], low_indices: np.ndarray,
@@ -190,8 +199,15 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     if not coder.is_empty():
         raise WaveletError(f"{coder.num_words()} coded words are left after the last coefficient")
     bits.check_finished()
+    return _reconstructed(shape, step, offset, low_indices.reshape(low_shape), indices, lowest, highest)
+
+
+def _reconstructed(shape: tuple[int, int, int], step: float, offset: int, low_indices: np.ndarray,
+                   indices: list[dict[Orientation, np.ndarray]], lowest: float, highest: float) -> np.ndarray:
+    """The float64 volume of ``shape`` from its quantized low band and bands, clipped to
+    [``lowest``, ``highest``]: the decoder's last step, which the encoder takes too."""
     low_step, steps = _steps(shape, step)
-    low = quantize.dequantize(low_indices.reshape(low_shape), low_step, 0)
+    low = quantize.dequantize(low_indices, low_step, 0)
     bands = [{o: quantize.dequantize(q, steps[level][o], offset) for o, q in band.items()}
              for level, band in enumerate(indices)]
     return np.clip(transform.inverse(low, bands), lowest, highest)
