@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import NIBABEL_DATA
 
 import mriae
-from conftest import NIBABEL_DATA
 
 
 @pytest.fixture

@@ -83,8 +83,8 @@ def test_a_batch_job_plans_its_device_and_refuses_an_unknown_one(tmp_path):
         BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), device="gpu")
     result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(tmp_path / "in"), str(tmp_path / "out"),
                              "--device", "gpu"], capture_output=True, text=True, cwd=REPO, check=False)
-    assert (result.returncode, result.stderr) == (2, "error: --device: device must be auto, cpu, cuda or cuda:N "
-                                                     "(got 'gpu')\n")
+    assert (result.returncode, result.stderr) == (2, ("error: --device: device must be auto, cpu, cuda or cuda:N "
+                                                      "(got 'gpu')\n"))
     assert not (tmp_path / "out").exists()
 
 

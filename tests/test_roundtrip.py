@@ -5,9 +5,9 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import NIBABEL_DATA, anatomy
 
 import mriae
-from conftest import NIBABEL_DATA, anatomy
 from mriae.codec import psnr
 
 CASES = {

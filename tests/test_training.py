@@ -18,12 +18,12 @@ def test_train_resumes_logs_and_exports(tmp_path):
         "refresh_every: 1000\ncheckpoint_every: 1\nthreads: 1\nexport: tiny.pt\ncalibration_volumes: 1\n"
     )
     config.write_text(settings + "total_steps: 2\n")
-    first = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
 
     config.write_text(settings + "total_steps: 3\n")
-    second = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True, check=False)
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout and "at step 2" in second.stdout
     with (tmp_path / "train_log.csv").open() as stream:
@@ -51,6 +51,6 @@ def test_lambda_grows_as_the_step_shrinks():
 def test_unknown_option_is_a_one_line_error(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("learning_rat: 0.1\n")
-    result = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mriae", "train", str(config)], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {config}: unknown training options ['learning_rat']"

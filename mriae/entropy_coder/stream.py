@@ -16,8 +16,14 @@ from functools import cached_property
 import constriction
 import numpy as np
 
-from mriae.entropy_coder.context import (all_contexts, anchor_contexts, anchor_mask, fit_context_rows, neighbour_contexts,
-                                         table_indices)
+from mriae.entropy_coder.context import (
+    all_contexts,
+    anchor_contexts,
+    anchor_mask,
+    fit_context_rows,
+    neighbour_contexts,
+    table_indices,
+)
 
 ESCAPE_LIMIT = 2**20
 """Largest magnitude of an escaped symbol, relative to the channel's first table entry."""

@@ -128,10 +128,10 @@ class Autoencoder(nn.Module):
         self.config = config
         n, m, levels = config.hidden_channels, config.latent_channels, config.levels
         widths = [1] + [n] * (levels - 1) + [m]
-        self.analysis = nn.ModuleList(StridedConv(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.analysis = nn.ModuleList(StridedConv(a, b) for a, b in itertools.pairwise(widths))
         self.analysis_gdn = nn.ModuleList(GDN3d(n) for _ in range(levels - 1))
         back = widths[::-1]
-        self.synthesis = nn.ModuleList(StridedDeconv(a, b) for a, b in zip(back[:-1], back[1:]))
+        self.synthesis = nn.ModuleList(StridedDeconv(a, b) for a, b in itertools.pairwise(back))
         self.synthesis_gdn = nn.ModuleList(GDN3d(n, inverse=True) for _ in range(levels - 1))
         self.entropy_bottleneck = EntropyBottleneck(m)
 

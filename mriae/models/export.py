@@ -11,6 +11,8 @@ Autoencoder's names (``synthesis.*``, ``synthesis_gdn.*``), so the shipped weigh
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,7 +36,7 @@ class Decoder(nn.Module):
     def __init__(self, hidden_channels: int = 64, latent_channels: int = 192, levels: int = 3) -> None:
         super().__init__()
         back = ([1] + [hidden_channels] * (levels - 1) + [latent_channels])[::-1]
-        self.synthesis = nn.ModuleList(_Deconv(a, b) for a, b in zip(back[:-1], back[1:]))
+        self.synthesis = nn.ModuleList(_Deconv(a, b) for a, b in itertools.pairwise(back))
         self.synthesis_gdn = nn.ModuleList(GDN3d(hidden_channels, inverse=True) for _ in range(levels - 1))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -45,6 +47,6 @@ class Decoder(nn.Module):
             for gdn in self.synthesis_gdn:  # TorchScript cannot index a ModuleList by a variable
                 if index == stage:
                     y = gdn(y)
-                index += 1
-            stage += 1
+                index += 1  # noqa: SIM113 (counted: TorchScript loops over modules without enumerate)
+            stage += 1  # noqa: SIM113
         return y

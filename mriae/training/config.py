@@ -63,7 +63,7 @@ class TrainConfig:
         return _atlas(str(Path(self.templates) if self.templates else templates_folder()))
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def load(cls, path: Path) -> TrainConfig:
         """Parse ``path`` (.yaml/.yml/.json), resolving relative paths against its folder."""
         text = Path(path).read_text()
         raw = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
