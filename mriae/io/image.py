@@ -21,8 +21,8 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -417,7 +417,7 @@ def write_image(image: Image, path: str | os.PathLike, overwrite: bool = False) 
         elif suffix in MGH_SUFFIXES:
             from mriae.io.nibabel_formats import mgh_bytes
 
-            _write_payload(staged, mgh_bytes(image), compressed=suffix == ".mgz")
+            _write_payload(staged, [mgh_bytes(image)], compressed=suffix == ".mgz")
         elif suffix in ANALYZE_SUFFIXES:
             from mriae.io.nibabel_formats import pair_bytes
 
@@ -435,7 +435,8 @@ def _write_nifti(image: Image, path: Path) -> None:
     source = image.source if image.source.get("kind") == "nifti" else fresh_nifti_source(image)
     header = base64.b64decode(source["header"])
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
-    _write_payload(path, header + voxels.tobytes(order="F"), compressed=path.name.lower().endswith(".gz"))
+    # the voxels as they lie in memory (F order, as NIfTI stores them): no copy of the image
+    _write_payload(path, [header, np.ravel(voxels, order="F").view(np.uint8)], compressed=path.name.lower().endswith(".gz"))
 
 
 GZIP_LEVEL = 6
@@ -444,15 +445,21 @@ GZIP_LEVEL = 6
 1.8 s against 0.74 s, 2 % smaller)."""
 
 
-def _write_payload(path: Path, payload: bytes, compressed: bool) -> None:
-    """Write ``payload`` to ``path``, as a gzip stream (:data:`GZIP_LEVEL`) without a name or
-    time stamp if ``compressed`` (the same bytes on every run)."""
-    if compressed:
-        with (open(path, "wb") as raw,
-              gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0) as stream):
-            stream.write(payload)
-    else:
-        path.write_bytes(payload)
+_WRITE_CHUNK = 1 << 24
+"""Bytes handed to the file (or its gzip stream) at a time."""
+
+
+def _write_payload(path: Path, parts: Sequence[bytes | np.ndarray], compressed: bool) -> None:
+    """Write ``parts`` (bytes, or uint8 arrays) one after another to ``path``, as a gzip stream
+    (:data:`GZIP_LEVEL`) without a name or time stamp if ``compressed`` (the same bytes on
+    every run)."""
+    with (open(path, "wb") as raw,
+          gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0) if compressed
+          else nullcontext(raw) as out):
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), _WRITE_CHUNK):  # a bounded gzip output per write
+                out.write(view[start : start + _WRITE_CHUNK])
 
 
 def fresh_nifti_source(image: Image, scaling: tuple[float, float] | None = None) -> dict:
