@@ -39,12 +39,23 @@ def test_info_and_help_do_not_import_torch_monai_or_the_image_readers(args):
 
 
 @pytest.mark.parametrize("args", [("info", str(GOLDEN)), ("info", "--json", str(GOLDEN)), ("info", str(GOLDEN), "--debug"),
-                                  ("--help",)])
+                                  ("--help",), ("compress", "--help"), ("info", "--help")])
 def test_info_and_help_skip_typers_slow_paths(args):
     """Typer's parameter coercion imports pydantic and its rich help rich's markdown: each a
-    third of the 0.5 s budget. ``mriae info FILE`` is parsed without typer; help is plain.
-    (A command's own ``--help`` still imports pydantic: typer coerces its unset help flag.)"""
+    third of the 0.5 s budget. ``mriae info FILE`` is parsed without typer, ``mriae COMMAND
+    --help`` rendered without it (typer coerces the group's unset help flag); help is plain."""
     assert not imported_by(*args) & {"pydantic", "markdown_it"}
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress", "test", "info", "batch", "evaluate", "train"])
+def test_a_commands_help_is_the_text_typer_prints(command):
+    plain = subprocess.run([sys.executable, "-m", "mriae", command, "--help"], capture_output=True, text=True,
+                           cwd=REPO, timeout=120, check=False)
+    # --help twice is not the two-word line plain_help renders: typer parses it and prints its help
+    through_typer = subprocess.run([sys.executable, "-m", "mriae", command, "--help", "--help"], capture_output=True,
+                                   text=True, cwd=REPO, timeout=120, check=False)
+    assert (plain.returncode, plain.stderr) == (0, "") and plain.stdout.startswith(f"Usage: mriae {command} [OPTIONS]")
+    assert plain.stdout == through_typer.stdout
 
 
 def test_the_check_sees_torch_when_a_command_needs_it(tmp_path):
