@@ -17,6 +17,9 @@ integers, so encoder and decoder agree on every machine.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -45,21 +48,45 @@ def anchor_mask(shape: tuple[int, ...]) -> np.ndarray:
     return (i + j + k) % 2 == 0
 
 
+@functools.lru_cache(maxsize=32)
+def positions(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(anchors, non-anchors): the flat (C order) indices of each kind of position of a
+    (D, H, W) latent grid, read-only (one pair per tile shape, made once)."""
+    anchors = anchor_mask(shape).ravel()
+    pair = np.flatnonzero(anchors), np.flatnonzero(~anchors)
+    for indices in pair:
+        indices.flags.writeable = False
+    return pair
+
+
+@functools.lru_cache(maxsize=32)
+def _face_neighbours(shape: tuple[int, int, int]) -> np.ndarray:
+    """(6, M) flat indices of the six face neighbours of each of the M non-anchors of a (D, H,
+    W) grid (:func:`positions`); a neighbour beyond the grid is D·H·W, where a zero is appended."""
+    coordinates = np.unravel_index(positions(shape)[1], shape)
+    neighbours = np.full((6, coordinates[0].size), math.prod(shape), dtype=np.intp)
+    for row, (axis, step) in enumerate(itertools.product(range(3), (-1, 1))):
+        moved = list(coordinates)
+        moved[axis] = coordinates[axis] + step
+        inside = (moved[axis] >= 0) & (moved[axis] < shape[axis])
+        neighbours[row, inside] = np.ravel_multi_index([axis_indices[inside] for axis_indices in moved], shape)
+    neighbours.flags.writeable = False
+    return neighbours
+
+
 def anchor_contexts(earlier_nonzero: np.ndarray) -> np.ndarray:
     """Context of an anchor at every position, from the count of nonzero earlier channels there."""
     return _CROSS_CLASS[np.minimum(earlier_nonzero, len(_CROSS_CLASS) - 1)] * _WITHIN
 
 
 def neighbour_contexts(values: np.ndarray) -> np.ndarray:
-    """What a non-anchor adds to its anchor context at every position of (…, D, H, W) ``values``:
-    1 + the interval of the summed magnitude of its six face neighbours (anchors, all of them)."""
-    magnitude = np.zeros((*values.shape[:-3], *(n + 2 for n in values.shape[-3:])), dtype=np.int64)
-    magnitude[..., 1:-1, 1:-1, 1:-1] = np.abs(values, dtype=np.int64)
-    inner = (slice(1, -1),) * 3
-    total = np.zeros(values.shape, dtype=np.int64)
-    for axis in range(3):
-        for side in (slice(None, -2), slice(2, None)):
-            total += magnitude[(..., *inner[:axis], side, *inner[axis + 1:])]
+    """What each non-anchor adds to its anchor context, for (…, D, H, W) ``values``: 1 + the
+    interval of the summed magnitude of its six face neighbours (anchors, all of them); shape
+    (…, M), the non-anchors in :func:`positions` order."""
+    grid = values.shape[-3:]
+    magnitude = np.zeros((*values.shape[:-3], math.prod(grid) + 1), dtype=np.int64)  # a zero beyond the grid
+    magnitude[..., :-1] = np.abs(values.reshape(*values.shape[:-3], -1), dtype=np.int64)
+    total = magnitude[..., _face_neighbours(grid)].sum(axis=-2)
     return 1 + _NEIGHBOUR_CLASS[np.minimum(total, len(_NEIGHBOUR_CLASS) - 1)]
 
 
@@ -70,8 +97,10 @@ def channel_contexts(values: np.ndarray, earlier_nonzero: np.ndarray) -> np.ndar
     ``earlier_nonzero`` counts the nonzero earlier channels per position. Anchors' contexts
     do not read ``values``; the others' read the anchors' values only.
     """
-    within = np.where(anchor_mask(values.shape[-3:]), 0, neighbour_contexts(values))
-    return anchor_contexts(earlier_nonzero) + within
+    contexts = anchor_contexts(earlier_nonzero)
+    flat = contexts.reshape(*contexts.shape[:-3], -1)  # a view: the lookup made a new array
+    flat[..., positions(values.shape[-3:])[1]] += neighbour_contexts(values)
+    return contexts
 
 
 def all_contexts(symbols: np.ndarray) -> np.ndarray:

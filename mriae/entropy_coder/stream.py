@@ -19,9 +19,9 @@ import numpy as np
 from mriae.entropy_coder.context import (
     all_contexts,
     anchor_contexts,
-    anchor_mask,
     fit_context_rows,
     neighbour_contexts,
+    positions,
     table_indices,
 )
 
@@ -96,7 +96,8 @@ def _encode(coder: constriction.stream.stack.AnsCoder, values: np.ndarray, table
     if raw.size and np.abs(raw).max() > ESCAPE_LIMIT:
         raise StreamError(f"a latent value ({int(np.abs(raw).max())} steps from its table) is beyond the coder's "
                           f"range of ±{ESCAPE_LIMIT}: this volume cannot be coded")
-    coder.encode_reverse(raw.astype(np.int32), _ESCAPE_MODEL)
+    if raw.size:
+        coder.encode_reverse(raw.astype(np.int32), _ESCAPE_MODEL)
     coder.encode_reverse(index.astype(np.int32), _CATEGORICAL, rows)
 
 
@@ -106,7 +107,8 @@ def _decode(coder: constriction.stream.stack.AnsCoder, table: ChannelTable, rows
         return np.zeros(0, dtype=np.int64)
     index = coder.decode(_CATEGORICAL, rows).astype(np.int64)
     outside = index == table.escape
-    index[outside] = coder.decode(_ESCAPE_MODEL, int(outside.sum()))
+    if escaped := int(np.count_nonzero(outside)):
+        index[outside] = coder.decode(_ESCAPE_MODEL, escaped)
     return index + table.offset
 
 
@@ -125,11 +127,12 @@ def encode_symbols(symbols: np.ndarray, tables: list[ChannelTable]) -> bytes:
     """Entropy-code integer ``symbols`` shaped (C, D, H, W) with one table per channel (with
     context rows): channel by channel, its anchors then its other positions."""
     coder = constriction.stream.stack.AnsCoder()
-    anchors = anchor_mask(symbols.shape[1:])
-    contexts = all_contexts(symbols)
-    for c in reversed(range(symbols.shape[0])):
-        table, values, context = tables[c], symbols[c], contexts[c]
-        for part in (~anchors, anchors):
+    anchors, others = positions(symbols.shape[1:])
+    channels = len(symbols)
+    flat_symbols, flat_contexts = symbols.reshape(channels, -1), all_contexts(symbols).reshape(channels, -1)
+    for c in reversed(range(channels)):
+        table, values, context = tables[c], flat_symbols[c], flat_contexts[c]
+        for part in (others, anchors):
             _encode(coder, values[part], table, table.coding_rows[context[part]])
     return coder.get_compressed().astype("<u4").tobytes()
 
@@ -168,14 +171,12 @@ def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, in
         raise StreamError(f"the latent stream is {len(data)} bytes, not whole 32-bit words")
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        anchors = anchor_mask(shape)
-        others = ~anchors
-        symbols = np.zeros((len(tables), *shape), dtype=np.int32)
-        earlier_nonzero = np.zeros(shape, dtype=np.int64)
+        anchors, others = positions(shape)
+        symbols = np.zeros((len(tables), math.prod(shape)), dtype=np.int32)  # flat per channel, C order
+        earlier_nonzero = np.zeros(symbols.shape[1], dtype=np.int64)
         for table, values in zip(tables, symbols):
-            contexts = anchor_contexts(earlier_nonzero)
-            values[anchors] = _decode(coder, table, table.coding_rows[contexts[anchors]])
-            contexts = contexts[others] + neighbour_contexts(values)[others]
+            values[anchors] = _decode(coder, table, table.coding_rows[anchor_contexts(earlier_nonzero[anchors])])
+            contexts = anchor_contexts(earlier_nonzero[others]) + neighbour_contexts(values.reshape(shape))
             values[others] = _decode(coder, table, table.coding_rows[contexts])
             earlier_nonzero += values != 0
         finished = coder.is_empty()
@@ -183,4 +184,4 @@ def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, in
         raise StreamError(f"the latent stream is invalid ({error})") from error
     if not finished:
         raise StreamError(f"the latent stream has {coder.num_words()} words left after its last symbol")
-    return symbols
+    return symbols.reshape(len(tables), *shape)
