@@ -524,21 +524,17 @@ class _Tally:
 
     def add(self, original: np.ndarray, reconstruction: np.ndarray) -> None:
         """Count the voxels of one piece: ``original`` and its ``reconstruction``."""
-        whole_numbers = original.dtype.kind in "iub" and reconstruction.dtype.kind in "iub"
+        whole_numbers = original.dtype.kind in "iub"
         difference = original.astype(np.int64 if whole_numbers else np.float64)
-        difference -= reconstruction
+        difference -= reconstruction.astype(difference.dtype, copy=False)
         np.abs(difference, out=difference)
         self.worst = max(self.worst, float(difference.max()))
         if self.bound:
             self.at_bound += int(np.count_nonzero(difference >= self.bound))
-        if whole_numbers:  # exact differences: scaled after
-            error = difference.astype(np.float64)
-            error /= self.scale
-        else:  # scaled before: differences of floats near their limits could overflow
-            error = original.astype(np.float64) / self.scale
-            error -= reconstruction.astype(np.float64) / self.scale
-        error = error.ravel(order="K")  # a view: the order of the terms does not matter
-        self.squares += float(np.dot(error, error))
+        error = original.astype(np.float64)  # scaled first: differences near the float64 limits could overflow
+        error /= self.scale
+        error -= reconstruction.astype(np.float64) / self.scale
+        self.squares += float(np.sum(np.square(error, out=error)))  # numpy's own sum: the same on every machine
         self.voxels += original.size
         self.low = min(self.low, float(original.min()) / self.scale)
         self.high = max(self.high, float(original.max()) / self.scale)

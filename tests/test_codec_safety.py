@@ -344,3 +344,14 @@ def test_psnr_is_the_same_whatever_the_arrays_layout_or_type(dtype):
              (original, reconstruction.astype(np.float64) + 0.25)]
     for first, second in pairs:
         assert psnr(first, second) == pytest.approx(expected(first, second), abs=1e-9)
+
+
+def test_uint64_images_code_in_every_mode():
+    rng = np.random.default_rng(1)
+    values = (rng.random((24, 20, 16)) * 300).astype(np.uint64)
+    for fidelity in ({}, {"max_error": 2.0}, {"psnr": 45.0}, {"lossless": True}):
+        data, stats = mriae.compress(values, **fidelity)
+        restored = mriae.decompress(data).array
+        assert restored.dtype == np.uint64 and restored.shape == values.shape
+        assert stats.psnr == pytest.approx(psnr(values, restored), abs=1e-9)
+    assert np.array_equal(restored, values)

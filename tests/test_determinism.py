@@ -1,9 +1,13 @@
 """Same input → same bytes; decoding is identical across runs and thread counts."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from conftest import NIBABEL_DATA
+from conftest import NIBABEL_DATA, REPO
 
 import mriae
 
@@ -82,3 +86,26 @@ def test_threads_must_be_a_positive_whole_number():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=f"threads must be a positive whole number, got {bad!r}"), using(bad):
             pass
+
+
+PSNR_FILE_DIGEST = """
+import hashlib, sys
+import numpy as np
+import mriae
+grid = np.meshgrid(*[np.linspace(0, 3, n) for n in (40, 36, 30)], indexing="ij")
+noise = np.random.default_rng(2).normal(0, 1, grid[0].shape)
+volume = np.clip((300 * np.sin(grid[0]) * np.cos(grid[1]) + 50 * grid[2] + noise) / 4 + 100, 0, 255).astype(np.uint8)
+sys.stdout.write(hashlib.sha256(mriae.compress(volume, psnr=55.0)[0]).hexdigest())
+"""
+
+
+def test_a_psnr_target_gives_the_same_file_whatever_blas_threads():
+    """The PSNR search steps by the PSNR it measures: its sums must not depend on BLAS's threads."""
+    digests = set()
+    for count in ("1", "2"):
+        result = subprocess.run([sys.executable, "-c", PSNR_FILE_DIGEST], capture_output=True, text=True, cwd=REPO,
+                                env={**os.environ, "OPENBLAS_NUM_THREADS": count, "OMP_NUM_THREADS": count},
+                                timeout=300, check=False)
+        assert result.returncode == 0, result.stderr
+        digests.add(result.stdout)
+    assert len(digests) == 1

@@ -75,7 +75,8 @@ def test_a_stream_decodes_to_a_float64_volume_of_its_shape_within_its_range(shap
 
 @pytest.mark.parametrize(("shape", "step", "rounding", "trade"), [((33, 29, 17), 1.5, coder.ROUNDING, coder.TRADE),
                                                                   ((12, 10, 9), 3.0, 0.5, 0.0), ((1, 5, 9), 0.25, 0.2, 0.5),
-                                                                  ((64, 3, 40), 8.0, coder.ROUNDING, coder.TRADE)])
+                                                                  ((64, 3, 40), 8.0, coder.ROUNDING, coder.TRADE),
+                                                                  ((20, 18, 11), np.float32(2.7), 0.3, 0.13)])
 def test_the_encoders_reconstruction_is_the_decoders_to_the_bit(shape, step, rounding, trade):
     volume = smooth_volume(shape, seed=5)
     stream, reconstruction = coder.encode_and_decode(volume, step, rounding, trade)

@@ -435,7 +435,7 @@ def _write_nifti(image: Image, path: Path) -> None:
     source = image.source if image.source.get("kind") == "nifti" else fresh_nifti_source(image)
     header = base64.b64decode(source["header"])
     voxels = np.asarray(image.array, dtype=np.dtype(source["dtype"])).reshape(source["shape"], order="A")
-    # the voxels as they lie in memory (F order, as NIfTI stores them): no copy of the image
+    # the voxels in F order, as NIfTI stores them: a view, no copy, when the array lies so already
     _write_payload(path, [header, np.ravel(voxels, order="F").view(np.uint8)], compressed=path.name.lower().endswith(".gz"))
 
 

@@ -69,7 +69,7 @@ def encode_and_decode(volume: np.ndarray, step: float, rounding: float = ROUNDIN
     """:func:`encode`'s stream, and the float64 volume :func:`decode` gives back from it: made
     from the indices coded by the decoder's own last step (:func:`_reconstructed`), without
     decoding the stream."""
-    volume = np.asarray(volume)
+    volume, step = np.asarray(volume), float(step)  # the stream holds a float64 step
     if volume.ndim != 3 or volume.size == 0:
         raise ValueError(f"a wavelet-coded volume is 3D and not empty (shape {volume.shape})")
     if not _valid_step(step) or not 0 <= rounding <= 0.5 or not trade >= 0:
