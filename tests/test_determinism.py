@@ -109,3 +109,17 @@ def test_a_psnr_target_gives_the_same_file_whatever_blas_threads():
         assert result.returncode == 0, result.stderr
         digests.add(result.stdout)
     assert len(digests) == 1
+
+
+def test_a_psnr_target_gives_the_same_file_with_one_worker_or_several(mni_t1):
+    """With several workers the context, wavelet and network searches run at once (the dead
+    zones speculatively); the file chosen is the one a single worker chooses: here once the
+    context coder's, once the wavelet coder's (which makes the dead zones not worth trying)."""
+    grid = np.meshgrid(*[np.linspace(0, 3, n) for n in (40, 36, 30)], indexing="ij")
+    smooth = (300 * np.sin(grid[0]) * np.cos(grid[1]) + 50 * grid[2]).astype(np.float32)
+    coders = []
+    for volume in (mni_t1[::4, ::4, ::4], smooth):
+        single, stats = mriae.compress(volume, psnr=38.0, threads=1)
+        assert mriae.compress(volume, psnr=38.0, threads=3)[0] == single
+        coders.append(stats.coder)
+    assert coders == ["context", "wavelet"]
