@@ -297,3 +297,29 @@ def test_progress_lines_count_files_and_estimate_the_time_left():
     assert [duration(s) for s in (0.4, 59.6, 187, 7500)] == ["0s", "1m00s", "3m07s", "2h05m"]
     with pytest.raises(ValueError, match="every 0 files"):
         ProgressLines(written.append, every=0)
+
+
+def test_each_file_codes_on_the_cores_its_cluster_thread_leaves(tmp_path: Path, monkeypatch):
+    """A task codes tiles on cores ÷ (workers × threads per worker) of the embedded cluster,
+    at least 1, and on 1 on a scheduler's workers; not on every core per cluster thread."""
+    from mriae.batch import job as batch_job
+    from mriae.batch import task as batch_task
+    from mriae.batch.inputs import Item
+    from mriae.batch.task import Settings, run_task
+
+    monkeypatch.setattr(batch_job, "available_cores", lambda: 16)
+    folders = str(tmp_path / "in"), str(tmp_path / "out")
+    assert (BatchJob(*folders).local_workers, BatchJob(*folders).tile_threads) == (16, 1)
+    assert BatchJob(*folders, workers=2).tile_threads == 8
+    assert BatchJob(*folders, workers=3, threads_per_worker=2).tile_threads == 2
+    assert BatchJob(*folders, workers=40).tile_threads == 1
+    assert BatchJob(*folders, workers=2, scheduler="tcp://host:8786").tile_threads == 1
+    (tmp_path / "in").mkdir()
+    assert batch_job.plan(BatchJob(*folders, workers=4))[1].threads == 4
+
+    calls = []
+    monkeypatch.setattr(batch_task.api, "compress", lambda *args, **options: calls.append(options) or (b"", None))
+    source = tmp_path / "in" / "x.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), source)
+    run_task(Item(source, Path("x.nii.gz")), Settings(tmp_path / "out", threads=3))
+    assert calls and calls[0]["threads"] == 3

@@ -26,7 +26,7 @@ from mriae.batch.state import default_report_folder
 from mriae.batch.task import Record, Settings, failure_reason, run_task
 from mriae.batch.tree import CODE, COPY, FAIL
 from mriae.fidelity import Fidelity
-from mriae.parallel import checked_device
+from mriae.parallel import available_cores, checked_device
 
 REPORT_STEM = "batch_report"
 FIDELITY_KEYS = ("quality", "max_error", "lossless", "psnr")
@@ -74,6 +74,21 @@ class BatchJob:
     def __post_init__(self) -> None:
         _ = self.fidelity  # refuses conflicting or bad options now
         checked_device(self.device)
+
+    @property
+    def local_workers(self) -> int:
+        """Workers of the embedded LocalCluster: ``workers``, else one per ``threads_per_worker`` cores."""
+        return self.workers or max(1, available_cores() // self.threads_per_worker)
+
+    @property
+    def tile_threads(self) -> int:
+        """Tiles each file codes at once (mriae.parallel): the cores the embedded cluster's
+        threads leave over, at least 1; 1 on a scheduler's workers, whose threads are taken to
+        be their cores. Without this bound every task would code on every core: a machine's
+        worth of tiles (and their memory) per cluster thread."""
+        if self.scheduler:
+            return 1
+        return max(1, available_cores() // (self.local_workers * self.threads_per_worker))
 
     @property
     def fidelity(self) -> Fidelity:
@@ -170,9 +185,8 @@ def start_client(job: BatchJob):
 
     if job.scheduler:
         return Client(job.scheduler, timeout="20s")
-    workers = job.workers or max(1, (os.cpu_count() or 1) // job.threads_per_worker)
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=job.threads_per_worker, processes=True,
+        n_workers=job.local_workers, threads_per_worker=job.threads_per_worker, processes=True,
         memory_limit=job.memory_limit, dashboard_address=DASHBOARD,
     )
     return Client(cluster)
@@ -221,7 +235,7 @@ def plan(job: BatchJob) -> tuple[list[Item], Settings]:
     check_outputs(items, output_root, job.decompress)
     return items, Settings(output_root, job.decompress, job.quality, job.force, run=uuid.uuid4().hex,
                            max_error=job.max_error, lossless=job.lossless, psnr=job.psnr, report_root=report_root,
-                           device=job.device)
+                           device=job.device, threads=job.tile_threads)
 
 
 def run_batch(job: BatchJob, on_record: Callable[[Record, int, int], None] | None = None,

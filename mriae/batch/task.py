@@ -36,7 +36,8 @@ class Settings:
     The fidelity is at most one of ``quality`` (None: the default level), ``max_error``,
     ``lossless`` and ``psnr``, as in :func:`mriae.compress`. ``report_root`` (absolute) holds
     the state log and the reports; None: beside the output folder (:func:`default_report_folder`).
-    ``device``: where each task runs the network (``device=`` of :func:`mriae.compress`)."""
+    ``device``: where each task runs the network (``device=`` of :func:`mriae.compress`);
+    ``threads``: the tiles (or PSNR searches) it runs at once (``threads=``)."""
 
     output_root: Path
     decompress: bool = False
@@ -48,6 +49,7 @@ class Settings:
     psnr: float | None = None
     report_root: Path | None = None
     device: str = "cpu"
+    threads: int = 1
 
     @property
     def report_folder(self) -> Path:
@@ -227,10 +229,11 @@ def _process(item: Item, settings: Settings, previous: dict | None, record: Reco
         return
     replace = bool(previous) or settings.force  # otherwise the API refuses an existing output before any work
     if fidelity is None:
-        api.decompress(data, target, force=replace, device=settings.device)
+        api.decompress(data, target, force=replace, threads=settings.threads, device=settings.device)
     else:
         _, stats = api.compress(item.source, target, quality=fidelity.quality, max_error=fidelity.max_error,
-                                lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace, device=settings.device)
+                                lossless=fidelity.lossless, psnr=fidelity.psnr, force=replace, threads=settings.threads,
+                                device=settings.device)
         record.coder, record.max_error, record.fidelity = stats.coder, stats.max_error, fidelity.name
         record.bits_per_voxel = stats.bits_per_voxel
         record.psnr = stats.psnr if stats.psnr != float("inf") else None
