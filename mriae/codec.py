@@ -39,7 +39,7 @@ from mriae.io import Image
 from mriae.io.image import preview_source, region_source
 from mriae.limits import LimitError, Limits
 from mriae.models.weights import DEFAULT_WEIGHTS, Codec, load_codec
-from mriae.parallel import ordered_map, worker_count
+from mriae.parallel import ordered_map
 from mriae.predictive import coder, symmetry
 from mriae.predictive.quantize import BoundError, Quantizer, quantizer, stepped, whole_numbers, whole_numbers_only
 from mriae.tiled import TileSymbols, encode_tile, network_voxels, reconstructed, symbols_checksum, tile_symbols
@@ -59,8 +59,7 @@ from mriae.transforms.tiles import (
 from mriae.wavelet import coder as wavelet
 
 Progress = Callable[[int, int], None]
-"""Called with (volumes done, volumes in all) after each 3D volume; by a PSNR target's
-search, from a worker thread (one at a time)."""
+"""Called with (volumes done, volumes in all) after each 3D volume."""
 
 
 PSNR_STEP_TRIES = 100
@@ -321,67 +320,39 @@ def _compress_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing:
                       progress: Progress | None) -> tuple[bytes, Stats]:
     """The smallest of the context coder's files that keep ``target`` dB (the largest step of
     plain rounding, and the dead zones), the wavelet coder's, and the lowest network quality
-    level that reaches it (tried up to NETWORK_CEILING dB). The three searches run at once
-    when more than one worker may (mriae.parallel); with a second worker the dead zones are
-    searched beside the wavelet coder rather than only once its file shows them worth it."""
+    level that reaches it (tried up to NETWORK_CEILING dB)."""
     step = _step_for_psnr(volumes, target)
-    speculative = worker_count() > 1
-
-    def context_search() -> tuple[tuple[bytes, Stats] | None, tuple[bytes, Stats] | None]:
-        plain = _context_to_psnr(image, volumes, step, target, original_bytes, progress)
-        zoned = _with_dead_zone(image, volumes, step, target, plain, original_bytes) \
-            if speculative and plain is not None and step > 0 else None
-        return plain, zoned
-
-    def wavelet_search() -> tuple[bytes, Stats] | None:
-        return _wavelet_to_psnr(image, volumes, target, original_bytes) if step > 0 else None
-
-    def learned_search() -> tuple[bytes, Stats] | None:
-        return _learned_to_psnr(image, volumes, target, spacing, weights, tile_size, original_bytes)
-
-    (plain, zoned), transformed, learned = ordered_map(lambda search: search(),
-                                                        [context_search, wavelet_search, learned_search])
-    best = plain
-    if plain is not None and step > 0 and (transformed is None or len(plain[0]) < DEAD_ZONE_REACH * len(transformed[0])):
-        best = zoned or _with_dead_zone(image, volumes, step, target, plain, original_bytes)
-    candidates = [file for file in (best, transformed, learned) if file is not None]
-    if not candidates:
-        raise UncodableError(f"no coder reaches {target:g} dB on this image")
-    return min(candidates, key=lambda file: len(file[0]))
-
-
-def _context_to_psnr(image: Image, volumes: np.ndarray, step: float, target: float, original_bytes: int | None,
-                     progress: Progress | None) -> tuple[bytes, Stats] | None:
-    """The context coder's file at ``step`` (plain rounding); None if the coder cannot take
-    the image (integers past ±2**40) or, never expected, it misses ``target`` dB."""
     try:
-        plain = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
-    except UncodableError:  # beyond the context coder: the other coders alone
-        return None
-    return plain if plain[1].psnr >= target else None  # the step was checked on every voxel
+        best = _compress_bounded(image, volumes, lambda volume: stepped(volume, step), None, original_bytes, progress)
+    except UncodableError:  # beyond the context coder (integers past ±2**40): the network alone
+        best = None
+    if best is not None and best[1].psnr < target:  # never expected: the step was checked on every voxel
+        best = None
+    transformed = _wavelet_to_psnr(image, volumes, target, original_bytes) if step > 0 else None
+    if best is not None and step > 0 and (transformed is None or len(best[0]) < DEAD_ZONE_REACH * len(transformed[0])):
+        best = _with_dead_zone(image, volumes, step, target, best, original_bytes)
+    if transformed is not None and (best is None or len(transformed[0]) < len(best[0])):
+        best = transformed
+    if target <= NETWORK_CEILING and not _beyond_float64(image.array):
+        levels = list(load_codec(weights).qualities)
+        candidates: dict[int, tuple[bytes, Stats]] = {}
 
+        def reaches(level: int) -> bool:
+            candidates[level] = _compress_learned(image, volumes, level, spacing, weights, tile_size, original_bytes,
+                                                  None)
+            return candidates[level][1].psnr >= target
 
-def _learned_to_psnr(image: Image, volumes: np.ndarray, target: float, spacing: tuple[float, float, float] | None,
-                     weights: str, tile_size: int, original_bytes: int | None) -> tuple[bytes, Stats] | None:
-    """The network's file at the lowest quality level that reaches ``target`` dB (a binary
-    search over the levels); None above NETWORK_CEILING dB, for integers beyond float64, or
-    if even the highest level misses it."""
-    if target > NETWORK_CEILING or _beyond_float64(image.array):
-        return None
-    levels = list(load_codec(weights).qualities)
-    candidates: dict[int, tuple[bytes, Stats]] = {}
-
-    def reaches(level: int) -> bool:
-        candidates[level] = _compress_learned(image, volumes, level, spacing, weights, tile_size, original_bytes, None)
-        return candidates[level][1].psnr >= target
-
-    if not reaches(levels[-1]):
-        return None
-    low, high = 0, len(levels) - 1
-    while low < high:
-        middle = (low + high) // 2
-        low, high = (low, middle) if reaches(levels[middle]) else (middle + 1, high)
-    return candidates[levels[high]]
+        if reaches(levels[-1]):
+            low, high = 0, len(levels) - 1
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if reaches(levels[middle]) else (middle + 1, high)
+            learned = candidates[levels[high]]
+            if best is None or len(learned[0]) < len(best[0]):
+                best = learned
+    if best is None:
+        raise UncodableError(f"no coder reaches {target:g} dB on this image")
+    return best
 
 
 def _with_dead_zone(image: Image, volumes: np.ndarray, step: float, target: float, best: tuple[bytes, Stats],

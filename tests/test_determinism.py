@@ -112,9 +112,9 @@ def test_a_psnr_target_gives_the_same_file_whatever_blas_threads():
 
 
 def test_a_psnr_target_gives_the_same_file_with_one_worker_or_several(mni_t1):
-    """With several workers the context, wavelet and network searches run at once (the dead
-    zones speculatively); the file chosen is the one a single worker chooses: here once the
-    context coder's, once the wavelet coder's (which makes the dead zones not worth trying)."""
+    """The file a PSNR search finds does not depend on the workers: here once the context
+    coder's (after the network's levels were tried on tiles in parallel), once the wavelet
+    coder's (which makes the dead zones not worth trying)."""
     grid = np.meshgrid(*[np.linspace(0, 3, n) for n in (40, 36, 30)], indexing="ij")
     smooth = (300 * np.sin(grid[0]) * np.cos(grid[1]) + 50 * grid[2]).astype(np.float32)
     coders = []
