@@ -1247,13 +1247,20 @@ def plain_help(args: list[str]) -> str | None:
     return command.get_help(typer.Context(command, info_name=args[0], parent=typer.Context(group, info_name="mriae")))
 
 
-def _run_plain_info(arguments: tuple[Path, bool, bool]) -> int:
-    """Exit code of :func:`info` run on ``arguments`` from :func:`plain_info`."""
+def _exit_code(run: Callable[[], object]) -> int:
+    """0 once ``run()`` returns, or the exit code of the typer.Exit it raises (a command run
+    without typer: :func:`plain_info`, :func:`plain_help`)."""
     try:
-        info(*arguments)
+        run()
     except typer.Exit as stop:
         return stop.exit_code
     return 0
+
+
+def _show_help(text: str) -> None:
+    """Print ``text`` as click does; a reader gone stops quietly (exit code 141)."""
+    with reader_kept():
+        typer.echo(text)
 
 
 def main() -> None:
@@ -1264,10 +1271,9 @@ def main() -> None:
     with signals_raised():
         try:
             if (plain := plain_info(args)) is not None:
-                code = _run_plain_info(plain)
+                code = _exit_code(lambda: info(*plain))
             elif (text := plain_help(args)) is not None:
-                print(text)
-                code = 0
+                code = _exit_code(lambda: _show_help(text))
             else:
                 code = app(args=args, prog_name="mriae", standalone_mode=False)
         except MissingExtra as error:  # a command whose own modules need an extra (batch, evaluate, train)

@@ -524,7 +524,7 @@ class _Tally:
 
     def add(self, original: np.ndarray, reconstruction: np.ndarray) -> None:
         """Count the voxels of one piece: ``original`` and its ``reconstruction``."""
-        whole_numbers = original.dtype.kind in "iub"
+        whole_numbers = original.dtype.kind in "iub" and reconstruction.dtype.kind in "iub"  # exact in int64
         difference = original.astype(np.int64 if whole_numbers else np.float64)
         difference -= reconstruction.astype(difference.dtype, copy=False)
         np.abs(difference, out=difference)

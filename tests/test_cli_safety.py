@@ -181,7 +181,7 @@ def test_ctrl_c_during_a_command_is_one_line(scan: Path, monkeypatch, capsys):
 
 
 def test_a_closed_pipe_ends_quietly_like_cat(small_mriae: Path):
-    for args in (["info", str(small_mriae)], ["info", str(small_mriae), "--json"]):
+    for args in (["info", str(small_mriae)], ["info", str(small_mriae), "--json"], ["compress", "--help"]):
         process = start(*args)
         process.stdout.close()  # the reader is gone before the first line, as `| head -0` would be
         err = process.stderr.read()

@@ -5,6 +5,7 @@ import torch
 from mriae.entropy_coder.context import CONTEXTS, all_contexts, anchor_mask, channel_contexts
 from mriae.entropy_coder.stream import ESCAPE_LIMIT, decode_symbols, encode_symbols, with_context_rows
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
+from mriae.models.weights import DEFAULT_WEIGHTS, load_codec
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,6 @@ def test_integer_tables_reproduce_the_coders_own_quantization_of_the_shipped_tab
     import constriction
 
     from mriae.entropy_coder.stream import PRECISION, fixed_point
-    from mriae.models.weights import load_codec
 
     categorical = constriction.stream.model.Categorical(perfect=False)
     rng = np.random.default_rng(5)
@@ -149,3 +149,14 @@ def test_integer_tables_reproduce_the_coders_own_quantization_of_the_shipped_tab
             floats.encode_reverse(symbols, categorical, table.probabilities[rows])
             integers.encode_reverse(symbols, categorical, table.coding_rows[rows])
             assert np.array_equal(floats.get_compressed(), integers.get_compressed())
+
+
+def test_symbols_in_any_memory_order_give_the_same_contexts_and_stream():
+    codec = load_codec(DEFAULT_WEIGHTS)
+    tables = codec.level(5).tables
+    symbols = np.random.default_rng(6).integers(-3, 4, (len(tables), 5, 4, 6)).astype(np.int32)
+    data = encode_symbols(symbols, tables)
+    for layout in (np.asfortranarray(symbols), symbols.transpose(0, 3, 2, 1).copy().transpose(0, 3, 2, 1)):
+        assert np.array_equal(all_contexts(layout), all_contexts(symbols))
+        assert encode_symbols(layout, tables) == data
+    assert np.array_equal(decode_symbols(data, tables, [5, 4, 6]), symbols)  # a list of sizes too

@@ -86,7 +86,10 @@ def neighbour_contexts(values: np.ndarray) -> np.ndarray:
     grid = values.shape[-3:]
     magnitude = np.zeros((*values.shape[:-3], math.prod(grid) + 1), dtype=np.int64)  # a zero beyond the grid
     magnitude[..., :-1] = np.abs(values.reshape(*values.shape[:-3], -1), dtype=np.int64)
-    total = magnitude[..., _face_neighbours(grid)].sum(axis=-2)
+    neighbours = _face_neighbours(grid)
+    total = magnitude[..., neighbours[0]]
+    for face in neighbours[1:]:  # one face at a time: memory of one (…, M) array, not six
+        total += magnitude[..., face]
     return 1 + _NEIGHBOUR_CLASS[np.minimum(total, len(_NEIGHBOUR_CLASS) - 1)]
 
 
@@ -97,8 +100,8 @@ def channel_contexts(values: np.ndarray, earlier_nonzero: np.ndarray) -> np.ndar
     ``earlier_nonzero`` counts the nonzero earlier channels per position. Anchors' contexts
     do not read ``values``; the others' read the anchors' values only.
     """
-    contexts = anchor_contexts(earlier_nonzero)
-    flat = contexts.reshape(*contexts.shape[:-3], -1)  # a view: the lookup made a new array
+    contexts = np.ascontiguousarray(anchor_contexts(earlier_nonzero))
+    flat = contexts.reshape(*contexts.shape[:-3], -1)  # a view of the C-ordered array: written through
     flat[..., positions(values.shape[-3:])[1]] += neighbour_contexts(values)
     return contexts
 

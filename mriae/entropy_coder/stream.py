@@ -171,6 +171,7 @@ def decode_symbols(data: bytes, tables: list[ChannelTable], shape: tuple[int, in
         raise StreamError(f"the latent stream is {len(data)} bytes, not whole 32-bit words")
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        shape = tuple(int(n) for n in shape)
         anchors, others = positions(shape)
         symbols = np.zeros((len(tables), math.prod(shape)), dtype=np.int32)  # flat per channel, C order
         earlier_nonzero = np.zeros(symbols.shape[1], dtype=np.int64)
