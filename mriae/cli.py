@@ -945,8 +945,8 @@ def batch(
     max_error: MaxError = None,
     lossless: Lossless = False,
     psnr: TargetPsnr = None,
-    workers: Annotated[int | None, typer.Option(help="Local workers (default: one per core).")] = None,
-    threads_per_worker: Annotated[int, typer.Option(help="Threads per local worker.")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local workers (default: one per core).")] = None,
+    threads_per_worker: Annotated[int, typer.Option(min=1, help="Threads per local worker.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786.")] = None,
     report: Annotated[Path | None, typer.Option(
         help="Folder of the reports and the job's state (default: OUTPUT.report, beside OUTPUT).")] = None,

@@ -323,3 +323,21 @@ def test_each_file_codes_on_the_cores_its_cluster_thread_leaves(tmp_path: Path, 
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), source)
     run_task(Item(source, Path("x.nii.gz")), Settings(tmp_path / "out", threads=3))
     assert calls and calls[0]["threads"] == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workers", "0"], "error: Invalid value for '--workers': Input should be greater than or equal to 1"),
+    (["--threads-per-worker", "0"],
+     "error: Invalid value for '--threads-per-worker': Input should be greater than or equal to 1")])
+def test_a_cluster_size_below_one_is_refused(tmp_path: Path, args: list[str], message: str):
+    (tmp_path / "in").mkdir()
+    result = subprocess.run([sys.executable, "-m", "mriae", "batch", str(tmp_path / "in"), str(tmp_path / "out"), *args],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert (result.returncode, result.stderr.startswith(message)) == (2, True), result.stderr
+    job = tmp_path / "job.yaml"
+    job.write_text("inputs: in\noutput: out\nthreads_per_worker: 0\n")
+    with pytest.raises(ValueError, match=r"threads_per_worker must be a positive whole number \(got 0\)$"):
+        BatchJob.from_yaml(job)
+    with pytest.raises(ValueError, match=r"^workers must be a positive whole number \(got True\)$"):
+        BatchJob(str(tmp_path / "in"), str(tmp_path / "out"), workers=True)
+    assert not (tmp_path / "out").exists()

@@ -74,6 +74,10 @@ class BatchJob:
     def __post_init__(self) -> None:
         _ = self.fidelity  # refuses conflicting or bad options now
         checked_device(self.device)
+        for name in ("workers", "threads_per_worker"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive whole number (got {value!r})")
 
     @property
     def local_workers(self) -> int:
