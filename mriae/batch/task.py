@@ -37,7 +37,7 @@ class Settings:
     ``lossless`` and ``psnr``, as in :func:`mriae.compress`. ``report_root`` (absolute) holds
     the state log and the reports; None: beside the output folder (:func:`default_report_folder`).
     ``device``: where each task runs the network (``device=`` of :func:`mriae.compress`);
-    ``threads``: the tiles (or PSNR searches) it runs at once (``threads=``)."""
+    ``threads``: the tiles it codes at once (``threads=``)."""
 
     output_root: Path
     decompress: bool = False
