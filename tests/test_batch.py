@@ -20,6 +20,7 @@ from conftest import anatomy, as_from_a_terminal
 import mriae
 from mriae.batch import BatchJob, run_batch
 from mriae.batch.inputs import discover
+from mriae.parallel import available_cores
 
 SHAPES = [(24, 28, 20), (33, 41, 25), (16, 16, 5), (1, 40, 40), (31, 37, 29), (40, 48, 36, 2), (20, 20, 20)]
 
@@ -268,6 +269,7 @@ def test_cli_job_merge_is_recorded_and_progress_is_printed_without_a_terminal(tm
     assert lines[2].startswith("progress: 4/4 files (3 done, 1 copied, 0 skipped, 0 failed), ")
     settings = json.loads((tmp_path / "logs" / "batch_report.json").read_text())["settings"]
     assert (settings["signature"], settings["fidelity"], settings["unused"]) == ("compress:lossless", "lossless", [])
+    assert settings["tiles_at_once"] == available_cores()  # one worker of one thread: every core for its file
     assert settings["options"] | {"inputs": "", "output": ""} == {
         "inputs": "", "output": "", "decompress": False, "quality": None, "scheduler": None, "workers": 1,
         "threads_per_worker": 1, "memory_limit": "4GiB", "force": False, "max_error": None, "lossless": True,

@@ -371,7 +371,7 @@ def test_batch_settings_carry_the_fidelity_to_every_task(tmp_path: Path):
 
     write_reports(Summary(records), settings.output_root, settings)
     report = json.loads((settings.output_root / "batch_report.json").read_text())
-    assert report["settings"] == {"signature": "compress:e2", "fidelity": "max error 2"}
+    assert report["settings"] == {"signature": "compress:e2", "fidelity": "max error 2", "tiles_at_once": 1}
     assert {row["coder"] for row in report["files"]} == {"context"}
 
 

@@ -339,6 +339,7 @@ def write_reports(summary: Summary, folder: Path, settings: Settings | None = No
         },
         **({"settings": {"signature": settings.signature,
                          "fidelity": "decompress" if settings.decompress else str(settings.fidelity),
+                         "tiles_at_once": settings.threads,
                          **(job_settings(job) if job is not None else {})}}
            if settings is not None else {}),
         "files": rows,
