@@ -156,17 +156,18 @@ def test_verify_net_in_out_checks_the_network_against_the_metadata():
 
 def test_monai_bundle_load_gives_the_decoder_offline():
     """The bundle's scriptable decoder is the codec's synthesis, to float rounding (the codec
-    computes its last layer by output phases, channels-last: mriae.models.autoencoder)."""
+    computes its last layer by output phases, channels-last: mriae.models.autoencoder), that is
+    within a few float32 steps of the output's largest value (random latents reach ~900)."""
     script = (
         "import sys, torch, monai.bundle\n"
         "from mriae.models.weights import load_codec\n"
         "net = monai.bundle.load('mriae_codec', bundle_dir=sys.argv[1], workflow_type='inference',"
         " key_in_ckpt='state_dict', device='cpu')\n"
-        "latents = torch.randn(1, 192, 2, 3, 2) * 4\n"
+        "latents = torch.randn(1, 192, 2, 3, 2, generator=torch.Generator().manual_seed(0)) * 4\n"
         "with torch.no_grad():\n"
         "    ours, codec = net(latents), load_codec().model.decode(latents, (3, 3, 3))\n"
-        "print(type(net).__name__, ours.shape == codec.shape and torch.allclose(ours, codec, rtol=0, atol=1e-5), "
-        "float(codec.std()) > 0.01)\n"
+        "close = ours.shape == codec.shape and float((ours - codec).abs().max()) <= 1e-6 * float(codec.abs().max())\n"
+        "print(type(net).__name__, close, float(codec.std()) > 0.01)\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(BUNDLE.parent)], cwd=REPO,
                             env={**os.environ, **OFFLINE}, capture_output=True, text=True, timeout=300, check=False)
@@ -331,8 +332,9 @@ def test_ckpt_export_scripts_the_decoder(tmp_path):
            "--config_file", str(CONFIGS / "inference.json"))
     decoder = torch.jit.load(str(target))
     model = load_codec().model
-    latents = torch.randn(1, model.config.latent_channels, 2, 3, 2) * 4
+    latents = torch.randn(1, model.config.latent_channels, 2, 3, 2, generator=torch.Generator().manual_seed(0)) * 4
     with torch.no_grad():  # to float rounding, as test_monai_bundle_load_gives_the_decoder_offline says
         expected = model.decode(latents, (model.config.levels,) * 3)
-        assert torch.allclose(decoder(latents), expected, rtol=0, atol=1e-5) and float(expected.std()) > 0.01
+        assert float((decoder(latents) - expected).abs().max()) <= 1e-6 * float(expected.abs().max())
+        assert float(expected.std()) > 0.01
     assert tuple(expected.shape[2:]) == tuple(n * 2**model.config.levels for n in (2, 3, 2))
