@@ -51,6 +51,9 @@ class TrainConfig:
     calibration_volumes: int = 8
     head_fraction: float = 0.0
     templates: str = ""
+    narrow_from: str = ""
+    """Installed weights a run without a checkpoint starts from, narrowed to ``hidden_channels``
+    (mriae.training.narrow); empty: from random weights."""
 
     def lambda_at(self, step: float) -> float:
         """Rate–distortion weight λ of a batch quantized at nominal ``step``."""

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 
 from mriae.models.autoencoder import Autoencoder, AutoencoderConfig
-from mriae.models.weights import export
+from mriae.models.weights import export, load_codec
 from mriae.training.config import TrainConfig
+from mriae.training.narrow import narrowed
 from mriae.training.synthetic import SyntheticVolumes, load_templates
 from mriae.transforms.geometry import plan_on, to_network_grid
 from mriae.transforms.grid import plan_grid
@@ -137,13 +138,17 @@ def train(config: TrainConfig, report: Callable[[str], None] = print, max_second
 def _train(config: TrainConfig, report: Callable[[str], None], max_seconds: float | None,
            volumes: TrainingVolumes | None, device: torch.device | str | None) -> Path:
     """The work of :func:`train`."""
+    checkpoint = Path(config.checkpoint)
+    start = narrowed_start(config) if config.narrow_from and not checkpoint.is_file() else None
     torch.manual_seed(config.seed)
     keep_freed_memory()
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     model = Autoencoder(AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    checkpoint = Path(config.checkpoint)
     step = 0
+    if start is not None:
+        model.load_state_dict(start)
+        report(f"started from weights '{config.narrow_from}' narrowed to {config.hidden_channels} hidden channels")
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -225,6 +230,24 @@ def export_checkpoint(config: TrainConfig, output: Path | None = None) -> Path:
     return target
 
 
+def narrowed_start(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The network a run narrowed from ``config.narrow_from`` starts with (weighed on the real T1
+    template, on its codec grid); ValueError unless those weights differ from ``config``'s
+    network in the hidden width alone. Made before the run seeds torch."""
+    source = load_codec(config.narrow_from).model
+    wanted = AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)
+    if replace(source.config, hidden_channels=config.hidden_channels) != wanted:
+        raise ValueError(f"weights '{config.narrow_from}' are {source.config.to_dict()}: "
+                         f"only hidden_channels may differ from the config's {wanted.to_dict()}")
+    return narrowed(source, config.hidden_channels, *on_codec_grid(load_templates()["t1"][0], config.levels)).state_dict()
+
+
+def on_codec_grid(volume: torch.Tensor, levels: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """``volume`` (D, H, W) padded as the codec would, (1, 1, D', H', W'), and its strides."""
+    grid = plan_on(tuple(volume.shape), np.eye(4), levels)
+    return to_network_grid(volume.numpy(), grid), grid.levels
+
+
 @torch.no_grad()
 def calibration_latents(model: Autoencoder, config: TrainConfig) -> list[torch.Tensor]:
     """Latents of the real T1 template and of ``config.calibration_volumes`` synthetic volumes
@@ -235,6 +258,5 @@ def calibration_latents(model: Autoencoder, config: TrainConfig) -> list[torch.T
     drawn = [load_templates()["t1"][0]] + [volumes()[0] for _ in range(config.calibration_volumes)]
     latents = []
     for volume in drawn:
-        grid = plan_on(tuple(volume.shape), np.eye(4), model.config.levels)
-        latents.append(model.encode(to_network_grid(volume.numpy(), grid), grid.levels))
+        latents.append(model.encode(*on_codec_grid(volume, model.config.levels)))
     return latents
