@@ -157,7 +157,8 @@ def test_verify_net_in_out_checks_the_network_against_the_metadata():
 def test_monai_bundle_load_gives_the_decoder_offline():
     """The bundle's scriptable decoder is the codec's synthesis, to float rounding (the codec
     computes its last layer by output phases, channels-last: mriae.models.autoencoder), that is
-    within a few float32 steps of the output's largest value (random latents reach ~900)."""
+    within a few float32 steps of the output's largest value (random latents give outputs in the
+    hundreds: a fixed absolute tolerance failed by one float32 step)."""
     script = (
         "import sys, torch, monai.bundle\n"
         "from mriae.models.weights import load_codec\n"

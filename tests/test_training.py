@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -61,50 +62,79 @@ def test_unknown_option_is_a_one_line_error(tmp_path):
     assert result.stderr.strip() == f"error: {config}: unknown training options ['learning_rat']"
 
 
-def tiny_model(hidden: int = 6) -> Autoencoder:
+def tiny_model(hidden: int = 6, levels: int = 3) -> Autoencoder:
+    """A small network whose GDNs are not at their (symmetric) initial values."""
     torch.manual_seed(5)
-    return Autoencoder(AutoencoderConfig(hidden_channels=hidden, latent_channels=4, levels=2)).eval()
+    model = Autoencoder(AutoencoderConfig(hidden_channels=hidden, latent_channels=4, levels=levels)).eval()
+    with torch.no_grad():
+        for gdn in (*model.analysis_gdn, *model.synthesis_gdn):
+            gdn.beta_root.uniform_(0.5, 1.5)
+            gdn.gamma_root.uniform_(0.0, 0.5)
+    return model
 
 
 def test_narrowed_keeps_the_channels_whose_output_weighs_most():
-    model, volume = tiny_model(), torch.rand(1, 1, 16, 16, 8)
+    model, volume, strides = tiny_model(), torch.rand(1, 1, 16, 16, 8), (3, 3, 2)
+    dropped = {"analysis": (2, 5), "synthesis": (4, 0)}  # per hidden stage, the channel that feeds nothing
     with torch.no_grad():
-        model.analysis[1].weight[:, 2] = 0  # what hidden channel 2 of the analysis feeds on: nothing
-        model.synthesis[1].weight[4] = 0.0  # and channel 4 of the synthesis
-        model.synthesis[0].bias.fill_(0.5)  # active although an untrained network's latents round to 0
-    narrow = narrowed(model, 5, volume, (2, 2, 1))
-    assert narrow.config == AutoencoderConfig(hidden_channels=5, latent_channels=4, levels=2)
-    kept_analysis, kept_synthesis = [0, 1, 3, 4, 5], [0, 1, 2, 3, 5]
-    assert torch.equal(narrow.analysis[0].weight, model.analysis[0].weight[kept_analysis])
-    assert torch.equal(narrow.analysis[1].weight, model.analysis[1].weight[:, kept_analysis])
-    assert torch.equal(narrow.analysis_gdn[0].gamma_root, model.analysis_gdn[0].gamma_root[kept_analysis][:, kept_analysis])
-    assert torch.equal(narrow.synthesis[0].bias, model.synthesis[0].bias[kept_synthesis])
-    assert torch.equal(narrow.synthesis[1].weight, model.synthesis[1].weight[kept_synthesis])
-    assert torch.equal(narrow.synthesis_gdn[0].beta_root, model.synthesis_gdn[0].beta_root[kept_synthesis])
+        for stage, channel in enumerate(dropped["analysis"]):
+            model.analysis[stage + 1].weight[:, channel] = 0
+            model.analysis_gdn[stage].gamma_root[:, channel] = 0  # nor the other channels' normalizers
+        for stage, channel in enumerate(dropped["synthesis"]):
+            model.synthesis[stage + 1].weight[channel] = 0
+            model.synthesis_gdn[stage].gamma_root[:, channel] = 0
+            model.synthesis[stage].bias.add_(0.5)  # active although an untrained network's latents round to 0
+    narrow = narrowed(model, 5, volume, strides)
+    assert narrow.config == AutoencoderConfig(hidden_channels=5, latent_channels=4, levels=3)
+    a0, a1 = ([c for c in range(6) if c != channel] for channel in dropped["analysis"])
+    s0, s1 = ([c for c in range(6) if c != channel] for channel in dropped["synthesis"])
+    assert torch.equal(narrow.analysis[0].weight, model.analysis[0].weight[a0])
+    assert torch.equal(narrow.analysis[1].weight, model.analysis[1].weight[a1][:, a0])
+    assert torch.equal(narrow.analysis[2].weight, model.analysis[2].weight[:, a1])
+    assert torch.equal(narrow.analysis_gdn[1].gamma_root, model.analysis_gdn[1].gamma_root[a1][:, a1])
+    assert torch.equal(narrow.analysis_gdn[0].beta_root, model.analysis_gdn[0].beta_root[a0])
+    assert torch.equal(narrow.synthesis[0].bias, model.synthesis[0].bias[s0])
+    assert torch.equal(narrow.synthesis[1].weight, model.synthesis[1].weight[s0][:, s1])
+    assert torch.equal(narrow.synthesis[2].weight, model.synthesis[2].weight[s1])
+    assert torch.equal(narrow.synthesis_gdn[0].gamma_root, model.synthesis_gdn[0].gamma_root[s0][:, s0])
+    assert torch.equal(narrow.synthesis_gdn[1].beta_root, model.synthesis_gdn[1].beta_root[s1])
     assert torch.equal(narrow.entropy_bottleneck.step_slopes, model.entropy_bottleneck.step_slopes)
-    with torch.no_grad():  # the dropped channels added nothing: the same latents
-        assert torch.allclose(narrow.encode(volume, (2, 2, 1)), model.encode(volume, (2, 2, 1)), rtol=0, atol=1e-6)
-    whole = narrowed(model, 6, volume, (2, 2, 1)).state_dict()
+    with torch.no_grad():  # the dropped channels added nothing: the same latents and reconstruction
+        latents = model.encode(volume, strides)
+        assert torch.allclose(narrow.encode(volume, strides), latents, rtol=0, atol=1e-6)
+        assert torch.allclose(narrow.decode(latents, strides), model.decode(latents, strides), rtol=0, atol=1e-6)
+    whole = narrowed(model, 6, volume, strides).state_dict()
     assert all(torch.equal(whole[name], value) for name, value in model.state_dict().items())
     with pytest.raises(ValueError, match="hidden channels must be in 1..6, got 7"):
-        narrowed(model, 7, volume, (2, 2, 1))
+        narrowed(model, 7, volume, strides)
 
 
-def test_a_run_narrowed_from_weights_starts_from_them(tmp_path):
-    model = tiny_model()
+def test_a_run_narrowed_from_weights_starts_from_them_once(tmp_path):
+    model = tiny_model(levels=2)
     with torch.no_grad():
         calibration = [model.encode(torch.rand(1, 1, 8, 8, 8), (2, 2, 2))]
     export(model, tmp_path / "wide.pt", calibration)
-    settings = {"batch_size": 1, "crop": 16, "hidden_channels": 3, "latent_channels": 4, "levels": 2, "threads": 1,
-                "total_steps": 0, "narrow_from": str(tmp_path / "wide.pt"), "checkpoint": str(tmp_path / "narrow.pt"),
-                "log": str(tmp_path / "log.csv")}
+    (tmp_path / "run").mkdir()
+    config = tmp_path / "run" / "narrow.yaml"  # narrow_from, a file, is relative to the config as the other paths
+    config.write_text("batch_size: 1\ncrop: 16\nhidden_channels: 3\nlatent_channels: 4\nlevels: 2\nthreads: 1\n"
+                      "total_steps: 0\nnarrow_from: ../wide.pt\n")
+    settings = TrainConfig.load(config)
     said = []
-    train(TrainConfig(**settings), report=said.append)
-    assert said == [f"started from weights '{tmp_path / 'wide.pt'}' narrowed to 3 hidden channels"]
-    start = torch.load(tmp_path / "narrow.pt", weights_only=True)["model"]
+    train(settings, report=said.append)
+    assert said == [f"started from weights '{tmp_path / 'run' / '..' / 'wide.pt'}' narrowed to 3 hidden channels"]
+    start = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
     template, strides = on_codec_grid(load_templates()["t1"][0], 2)
     expected = narrowed(load_codec(tmp_path / "wide.pt").model, 3, template, strides).state_dict()
     assert start.keys() == expected.keys() and all(torch.equal(start[k], expected[k]) for k in start)
     assert start["analysis.0.weight"].shape == (3, 1, 3, 3, 3)
-    with pytest.raises(ValueError, match="only hidden_channels may differ"):
-        train(TrainConfig(**{**settings, "latent_channels": 5, "checkpoint": str(tmp_path / "other.pt")}))
+
+    (tmp_path / "wide.pt").unlink()  # a run with a checkpoint resumes it: the weights are not read again
+    said.clear()
+    train(settings, report=said.append)
+    assert said == [f"resumed from {tmp_path / 'run' / 'checkpoint.pt'} at step 0"]
+
+    export(model, tmp_path / "wide.pt", calibration)
+    for change, message in (({"latent_channels": 5}, "only hidden_channels may differ"),
+                            ({"hidden_channels": 7}, "have 6 hidden channels: they cannot be narrowed to 7")):
+        with pytest.raises(ValueError, match=message):
+            train(replace(settings, checkpoint=str(tmp_path / "other.pt"), **change))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from mriae.models.weights import is_weights_file
 from mriae.training.atlas import HeadAtlas
 from mriae.training.cache import templates_folder
 
@@ -52,8 +53,8 @@ class TrainConfig:
     head_fraction: float = 0.0
     templates: str = ""
     narrow_from: str = ""
-    """Installed weights a run without a checkpoint starts from, narrowed to ``hidden_channels``
-    (mriae.training.narrow); empty: from random weights."""
+    """Weights (installed name, or file) a run without a checkpoint starts from, narrowed to
+    ``hidden_channels`` (mriae.training.narrow); empty: from random weights."""
 
     def lambda_at(self, step: float) -> float:
         """Rate–distortion weight λ of a batch quantized at nominal ``step``."""
@@ -81,6 +82,8 @@ class TrainConfig:
             for key, value in (("checkpoint", config.checkpoint), ("log", config.log), ("export", config.export),
                                ("templates", config.templates))
         }
+        if config.narrow_from and is_weights_file(config.narrow_from):
+            resolved["narrow_from"] = str(base / config.narrow_from)
         return cls(**{**asdict(config), **resolved})
 
 

@@ -11,13 +11,10 @@ from dataclasses import replace
 
 import torch
 
-from mriae.models.autoencoder import Autoencoder, Strides, stage_strides
+from mriae.fidelity import DEFAULT_QUALITY
+from mriae.models.autoencoder import Autoencoder, Strides
 from mriae.models.gdn import GDN3d
 from mriae.models.weights import QUALITY_STEPS
-
-IMPORTANCE_STEP = QUALITY_STEPS[4]
-"""The nominal step the latents are quantized at while the synthesis channels are weighed
-(quality 5, the default)."""
 
 
 def _most_important(activity: torch.Tensor, outgoing: torch.Tensor, hidden: int) -> torch.Tensor:
@@ -32,32 +29,37 @@ def _copy_gdn(target: GDN3d, source: GDN3d, kept: torch.Tensor) -> None:
     target.gamma_root.copy_(source.gamma_root[kept][:, kept])
 
 
+def _activity(model: Autoencoder, volume: torch.Tensor, strides: Strides) -> dict[GDN3d, torch.Tensor]:
+    """Mean |output| of every channel of every GDN of ``model`` coding ``volume``, its latents
+    quantized at the default quality's nominal step."""
+    activity: dict[GDN3d, torch.Tensor] = {}
+
+    def record(gdn: GDN3d, _: tuple, output: torch.Tensor) -> None:
+        activity[gdn] = output.abs().mean(dim=(0, 2, 3, 4))
+
+    hooks = [gdn.register_forward_hook(record) for gdn in (*model.analysis_gdn, *model.synthesis_gdn)]
+    try:
+        bottleneck = model.entropy_bottleneck
+        steps = bottleneck.channel_steps(QUALITY_STEPS[DEFAULT_QUALITY - 1])
+        model.decode(bottleneck.dequantize(bottleneck.quantize(model.encode(volume, strides), steps), steps), strides)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return activity
+
+
 @torch.no_grad()
 def narrowed(model: Autoencoder, hidden: int, volume: torch.Tensor, strides: Strides) -> Autoencoder:
     """A copy of ``model`` with ``hidden`` channels in each hidden stage, weighed on ``volume``
     (1, 1, D, H, W, on a grid its ``strides`` divide): every layer's weights and each GDN's
-    coefficients among the kept channels; the latents and the entropy model as they were."""
+    coefficients among the kept channels; the entropy model as it was."""
     if not 0 < hidden <= model.config.hidden_channels:
         raise ValueError(f"hidden channels must be in 1..{model.config.hidden_channels}, got {hidden}")
-    analysis_activity, synthesis_activity = [], []
-    x = volume
-    for stage, conv in enumerate(model.analysis):
-        x = conv(x, stage_strides(strides, stage))
-        if stage < len(model.analysis_gdn):
-            x = model.analysis_gdn[stage](x)
-            analysis_activity.append(x.abs().mean(dim=(0, 2, 3, 4)))
-    bottleneck = model.entropy_bottleneck
-    steps = bottleneck.channel_steps(IMPORTANCE_STEP)
-    x = bottleneck.dequantize(bottleneck.quantize(x, steps), steps)
-    for i, deconv in enumerate(model.synthesis):
-        x = deconv(x, stage_strides(strides, model.config.levels - 1 - i))
-        if i < len(model.synthesis_gdn):
-            x = model.synthesis_gdn[i](x)
-            synthesis_activity.append(x.abs().mean(dim=(0, 2, 3, 4)))
-    analysis_kept = [_most_important(activity, model.analysis[stage + 1].weight.transpose(0, 1), hidden)
-                     for stage, activity in enumerate(analysis_activity)]
-    synthesis_kept = [_most_important(activity, model.synthesis[i + 1].weight, hidden)
-                      for i, activity in enumerate(synthesis_activity)]
+    activity = _activity(model, volume, strides)
+    analysis_kept = [_most_important(activity[gdn], model.analysis[stage + 1].weight.transpose(0, 1), hidden)
+                     for stage, gdn in enumerate(model.analysis_gdn)]
+    synthesis_kept = [_most_important(activity[gdn], model.synthesis[i + 1].weight, hidden)
+                      for i, gdn in enumerate(model.synthesis_gdn)]
 
     narrow = Autoencoder(replace(model.config, hidden_channels=hidden))
     for stage, (target, source) in enumerate(zip(narrow.analysis, model.analysis)):
@@ -80,5 +82,5 @@ def narrowed(model: Autoencoder, hidden: int, volume: torch.Tensor, strides: Str
         _copy_gdn(target, source, kept)
     for target, source, kept in zip(narrow.synthesis_gdn, model.synthesis_gdn, synthesis_kept):
         _copy_gdn(target, source, kept)
-    narrow.entropy_bottleneck.load_state_dict(bottleneck.state_dict())
+    narrow.entropy_bottleneck.load_state_dict(model.entropy_bottleneck.state_dict())
     return narrow

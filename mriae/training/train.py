@@ -232,13 +232,16 @@ def export_checkpoint(config: TrainConfig, output: Path | None = None) -> Path:
 
 def narrowed_start(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The network a run narrowed from ``config.narrow_from`` starts with (weighed on the real T1
-    template, on its codec grid); ValueError unless those weights differ from ``config``'s
-    network in the hidden width alone. Made before the run seeds torch."""
+    template, on its codec grid); ValueError unless those weights are as wide or wider and
+    differ from ``config``'s network in the hidden width alone. Made before the run seeds torch."""
     source = load_codec(config.narrow_from).model
     wanted = AutoencoderConfig(config.hidden_channels, config.latent_channels, config.levels)
     if replace(source.config, hidden_channels=config.hidden_channels) != wanted:
         raise ValueError(f"weights '{config.narrow_from}' are {source.config.to_dict()}: "
                          f"only hidden_channels may differ from the config's {wanted.to_dict()}")
+    if config.hidden_channels > source.config.hidden_channels:
+        raise ValueError(f"weights '{config.narrow_from}' have {source.config.hidden_channels} hidden channels: "
+                         f"they cannot be narrowed to {config.hidden_channels}")
     return narrowed(source, config.hidden_channels, *on_codec_grid(load_templates()["t1"][0], config.levels)).state_dict()
 
 
