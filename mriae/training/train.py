@@ -259,7 +259,4 @@ def calibration_latents(model: Autoencoder, config: TrainConfig) -> list[torch.T
     volumes = SyntheticVolumes(config.seed, real_fraction=0.0, min_size=32, atlas=config.atlas(),
                                head_fraction=config.head_fraction)
     drawn = [load_templates()["t1"][0]] + [volumes()[0] for _ in range(config.calibration_volumes)]
-    latents = []
-    for volume in drawn:
-        latents.append(model.encode(*on_codec_grid(volume, model.config.levels)))
-    return latents
+    return [model.encode(*on_codec_grid(volume, model.config.levels)) for volume in drawn]
